@@ -1,0 +1,70 @@
+# mod_fastcgi — build, install, demo and test.
+#
+#   make            build mod_fastcgi.so (release)
+#   make install    install it into `apxs -q LIBEXECDIR` + Debian mods-available
+#   make demo       build, start Apache on 127.0.0.1 with an example app, print the URL
+#   make test       install what is missing, build, run every test under all three MPMs
+#
+# Set APXS / APR_CONFIG to use another httpd build.
+
+SHELL := /bin/bash
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+APXS ?= apxs
+MPMS ?= prefork worker event
+TEST_THREADS ?= 4
+
+.PHONY: all build deps deps-test install uninstall demo test unit-test integration-test clippy clean
+
+all: mod_fastcgi.so
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+mod_fastcgi.so: deps FORCE
+	$(CARGO) build --release --lib
+	cp -f target/release/libmod_fastcgi.so mod_fastcgi.so
+	chmod 0755 mod_fastcgi.so
+
+FORCE:
+
+build: mod_fastcgi.so
+
+install: mod_fastcgi.so
+	install -d "$(DESTDIR)$$($(APXS) -q LIBEXECDIR)"
+	install -m 0644 mod_fastcgi.so "$(DESTDIR)$$($(APXS) -q LIBEXECDIR)/mod_fastcgi.so"
+	@if [ -d "$(DESTDIR)/etc/apache2/mods-available" ] || [ -d /etc/apache2/mods-available ]; then \
+	  install -d "$(DESTDIR)/etc/apache2/mods-available"; \
+	  sed "s#@LIBEXECDIR@#$$($(APXS) -q LIBEXECDIR)#" apxs/fastcgi.load > "$(DESTDIR)/etc/apache2/mods-available/fastcgi.load"; \
+	  install -m 0644 apxs/fastcgi.conf "$(DESTDIR)/etc/apache2/mods-available/fastcgi.conf"; \
+	  echo "installed; enable with: a2enmod fastcgi"; \
+	fi
+
+uninstall:
+	rm -f "$(DESTDIR)$$($(APXS) -q LIBEXECDIR)/mod_fastcgi.so" \
+	      "$(DESTDIR)/etc/apache2/mods-available/fastcgi.load" \
+	      "$(DESTDIR)/etc/apache2/mods-available/fastcgi.conf"
+
+demo: deps-test mod_fastcgi.so
+	@scripts/demo.sh
+
+unit-test: deps
+	$(CARGO) test --release --lib
+
+integration-test: deps-test mod_fastcgi.so
+	@set -e; for mpm in $(MPMS); do \
+	  echo "=== integration tests, MPM $$mpm ==="; \
+	  FCGI_TEST_MPM=$$mpm MOD_FASTCGI_SO=$(CURDIR)/mod_fastcgi.so \
+	    $(CARGO) test --release --tests -- --test-threads=$(TEST_THREADS); \
+	done
+
+test: deps-test mod_fastcgi.so unit-test integration-test
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -f mod_fastcgi.so

@@ -1,0 +1,303 @@
+//! Every C entry point (hooks, directive handlers, config constructors):
+//! each one is a trampoline that wraps its Rust body in `catch_unwind`, so
+//! a panic is logged as one error line and turned into an error status
+//! instead of unwinding into httpd (which would abort the child).
+
+use crate::ffi;
+use crate::httpd::{self, log, CmdParms, Level, Pool, Request};
+use crate::module::{directives, handler, routing, ModuleState, ServerConf};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Runs `body`; on panic logs one line naming the entry point and returns
+/// `fallback`.
+fn guarded<T>(what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(p) => {
+            log::main_server(
+                Level::Crit,
+                0,
+                &format!(
+                    "FastCGI: internal error in {what}: {} (please report this bug)",
+                    panic_text(&*p)
+                ),
+            );
+            fallback
+        }
+    }
+}
+
+fn state_of(r: &Request) -> Option<&'static ModuleState> {
+    let conf = httpd::server::server_config(r.server_ptr()).cast::<ServerConf>();
+    // SAFETY: our per-server config is always a ServerConf allocated by
+    // fcgi_rs_create_server_config in a pool that outlives the request.
+    unsafe { conf.as_ref() }.and_then(|c| c.state.get().copied())
+}
+
+const HTTP_INTERNAL_SERVER_ERROR: c_int = 500;
+
+/// # Safety
+/// Called by httpd with a valid pool.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_create_server_config(
+    p: *mut ffi::apr_pool_t,
+    _s: *mut ffi::server_rec,
+) -> *mut c_void {
+    guarded("create_server_config", std::ptr::null_mut(), || {
+        // SAFETY: httpd passes its valid config pool.
+        match unsafe { Pool::from_raw(p) } {
+            Some(pool) => (pool.alloc_owned(ServerConf::default()) as *mut ServerConf).cast(),
+            None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// # Safety
+/// Called by httpd with a valid pool.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_create_dir_config(
+    p: *mut ffi::apr_pool_t,
+    _dir: *mut c_char,
+) -> *mut c_void {
+    guarded("create_dir_config", std::ptr::null_mut(), || {
+        // SAFETY: httpd passes its valid config pool.
+        match unsafe { Pool::from_raw(p) } {
+            Some(pool) => (pool.alloc_owned(crate::config::DirAuthConfig::default())
+                as *mut crate::config::DirAuthConfig)
+                .cast(),
+            None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// # Safety
+/// Called by httpd with a valid pool and two configs we created.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_merge_dir_config(
+    p: *mut ffi::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+) -> *mut c_void {
+    guarded("merge_dir_config", add, || {
+        // SAFETY: both are DirAuthConfig values we allocated.
+        let (b, a) = unsafe {
+            (
+                base.cast::<crate::config::DirAuthConfig>().as_ref(),
+                add.cast::<crate::config::DirAuthConfig>().as_ref(),
+            )
+        };
+        // SAFETY: httpd passes its valid pool.
+        match (unsafe { Pool::from_raw(p) }, b, a) {
+            (Some(pool), Some(b), Some(a)) => (pool
+                .alloc_owned(crate::config::DirAuthConfig::merge(b, a))
+                as *mut crate::config::DirAuthConfig)
+                .cast(),
+            _ => add,
+        }
+    })
+}
+
+/// # Safety
+/// Called by httpd.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_pre_config(
+    _pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+) -> c_int {
+    0
+}
+
+/// # Safety
+/// Called by httpd with valid pools and the main server.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_post_config(
+    pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+) -> c_int {
+    guarded("post_config", HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: httpd passes its valid config pool.
+        let Some(pool) = (unsafe { Pool::from_raw(pconf) }) else {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        };
+        let state: &'static ModuleState = ModuleState::of_pass(pool);
+        httpd::server::for_each_server(s, |srv| {
+            let conf = httpd::server::server_config(srv).cast::<ServerConf>();
+            // SAFETY: our per-server config is a ServerConf (see
+            // fcgi_rs_create_server_config), alive for the pass.
+            if let Some(c) = unsafe { conf.as_ref() } {
+                let _ = c.state.set(state);
+            }
+        });
+        httpd::server::add_version_component(pool, crate::VERSION_COMPONENT);
+        0
+    })
+}
+
+/// # Safety
+/// Called by httpd.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_child_init(_p: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {}
+
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_fixups(r: *mut ffi::request_rec) -> c_int {
+    guarded("fixups", handler::DECLINED, || {
+        // SAFETY: valid request for this hook call.
+        let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+            return handler::DECLINED;
+        };
+        if let Some(state) = state_of(&req) {
+            if req.filename().is_some() {
+                routing::fixups(state, &mut req);
+            }
+        }
+        handler::DECLINED
+    })
+}
+
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
+    guarded(
+        "the fastcgi-script handler",
+        HTTP_INTERNAL_SERVER_ERROR,
+        || {
+            // SAFETY: valid request for this hook call.
+            let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+                return handler::DECLINED;
+            };
+            if req.handler() != Some(routing::HANDLER.to_bytes()) {
+                return handler::DECLINED;
+            }
+            match state_of(&req) {
+                Some(state) => handler::handle(state, &mut req),
+                None => {
+                    req.log(
+                        Level::Error,
+                        0,
+                        "FastCGI: module not initialised (post_config did not run)",
+                    );
+                    HTTP_INTERNAL_SERVER_ERROR
+                }
+            }
+        },
+    )
+}
+
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_check_authn(_r: *mut ffi::request_rec) -> c_int {
+    handler::DECLINED
+}
+
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_check_authz(_r: *mut ffi::request_rec) -> c_int {
+    handler::DECLINED
+}
+
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_check_access(_r: *mut ffi::request_rec) -> c_int {
+    handler::DECLINED
+}
+
+fn cstr_arg<'a>(p: *const c_char) -> Option<&'a str> {
+    // SAFETY: httpd passes NULL or NUL-terminated argument strings valid
+    // for the directive call.
+    unsafe { httpd::opt_cstr(p) }.map(|b| std::str::from_utf8(b).unwrap_or(""))
+}
+
+fn directive_result(cmd: &CmdParms, r: Result<(), String>) -> *const c_char {
+    match r {
+        Ok(()) => std::ptr::null(),
+        Err(msg) => cmd.error(&msg),
+    }
+}
+
+fn directive(
+    cmd: *mut ffi::cmd_parms,
+    body: impl FnOnce(&CmdParms) -> Result<(), String>,
+) -> *const c_char {
+    guarded(
+        "a directive handler",
+        c"mod_fastcgi: internal error while parsing a directive (see the error log)".as_ptr(),
+        || {
+            // SAFETY: httpd passes a valid cmd_parms for this call.
+            let Some(c) = (unsafe { CmdParms::from_raw(cmd) }) else {
+                return std::ptr::null();
+            };
+            let r = body(&c);
+            directive_result(&c, r)
+        },
+    )
+}
+
+/// # Safety
+/// Called by httpd for RAW_ARGS directives.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_cmd_raw(
+    cmd: *mut ffi::cmd_parms,
+    _m: *mut c_void,
+    args: *const c_char,
+) -> *const c_char {
+    directive(cmd, |c| directives::raw(c, cstr_arg(args).unwrap_or("")))
+}
+
+/// # Safety
+/// Called by httpd for TAKE1 directives.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_cmd_take1(
+    cmd: *mut ffi::cmd_parms,
+    _m: *mut c_void,
+    arg: *const c_char,
+) -> *const c_char {
+    directive(cmd, |c| directives::take1(c, cstr_arg(arg).unwrap_or("")))
+}
+
+/// # Safety
+/// Called by httpd for TAKE12 directives.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_cmd_take12(
+    cmd: *mut ffi::cmd_parms,
+    _m: *mut c_void,
+    a1: *const c_char,
+    a2: *const c_char,
+) -> *const c_char {
+    directive(cmd, |c| {
+        directives::take12(c, cstr_arg(a1).unwrap_or(""), cstr_arg(a2))
+    })
+}
+
+/// # Safety
+/// Called by httpd for FLAG directives.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_cmd_flag(
+    cmd: *mut ffi::cmd_parms,
+    _m: *mut c_void,
+    on: c_int,
+) -> *const c_char {
+    directive(cmd, |c| directives::flag(c, on != 0))
+}
+
+#[allow(dead_code)]
+fn _assert_cstr(_: &CStr) {}

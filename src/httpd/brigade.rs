@@ -1,0 +1,146 @@
+//! Bucket brigades: reading the request body from the input filters and
+//! handing response data to the output filters.
+
+use crate::ffi;
+use std::ptr::NonNull;
+
+/// A brigade allocated from a request pool (freed with the pool).
+pub struct Brigade {
+    raw: NonNull<ffi::apr_bucket_brigade>,
+    alloc: *mut ffi::apr_bucket_alloc_t,
+}
+
+/// What one read from the input filters produced.
+pub enum BucketData {
+    Data,
+    Eos,
+}
+
+impl Brigade {
+    /// # Safety
+    /// `pool` and `alloc` must be valid for the lifetime of the brigade
+    /// (the request's pool and its connection's bucket allocator).
+    pub unsafe fn new(pool: *mut ffi::apr_pool_t, alloc: *mut ffi::apr_bucket_alloc_t) -> Brigade {
+        // SAFETY: valid pool and allocator per the contract.
+        let raw = unsafe { ffi::apr_brigade_create(pool, alloc) };
+        Brigade {
+            raw: NonNull::new(raw).expect("apr_brigade_create returned NULL"),
+            alloc,
+        }
+    }
+
+    pub fn as_ptr(&self) -> *mut ffi::apr_bucket_brigade {
+        self.raw.as_ptr()
+    }
+
+    /// Reads up to `max` bytes from `filters` (blocking), calling `sink` for
+    /// every data block in order. Returns whether EOS was seen.
+    ///
+    /// # Safety
+    /// `filters` must be the request's valid input filter chain.
+    pub unsafe fn read_from(
+        &mut self,
+        filters: *mut ffi::ap_filter_t,
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, ffi::apr_status_t> {
+        let bb = self.as_ptr();
+        // SAFETY: valid filter chain and brigade; blocking read of at most
+        // `max` bytes.
+        let rv = unsafe {
+            ffi::ap_get_brigade(
+                filters,
+                bb,
+                ffi::ap_input_mode_t_AP_MODE_READBYTES,
+                ffi::apr_read_type_e_APR_BLOCK_READ,
+                max as ffi::apr_off_t,
+            )
+        };
+        if rv != 0 {
+            // SAFETY: valid brigade.
+            unsafe { ffi::apr_brigade_cleanup(bb.cast()) };
+            return Err(rv);
+        }
+        let mut eos = false;
+        // SAFETY: we walk the brigade's own list with the shim's macro
+        // wrappers; each bucket is valid until deleted by cleanup below.
+        unsafe {
+            let mut b = ffi::fcgi_shim_brigade_first(bb);
+            while !b.is_null() {
+                if ffi::fcgi_shim_bucket_is_eos(b) != 0 {
+                    eos = true;
+                    break;
+                }
+                if ffi::fcgi_shim_bucket_is_metadata(b) == 0 {
+                    let mut data: *const std::os::raw::c_char = std::ptr::null();
+                    let mut len: ffi::apr_size_t = 0;
+                    let rv = ffi::fcgi_shim_bucket_read(b, &mut data, &mut len, 1);
+                    if rv != 0 {
+                        ffi::apr_brigade_cleanup(bb.cast());
+                        return Err(rv);
+                    }
+                    if len > 0 && !data.is_null() {
+                        sink(std::slice::from_raw_parts(data.cast::<u8>(), len));
+                    }
+                }
+                b = ffi::fcgi_shim_bucket_next(bb, b);
+            }
+            ffi::apr_brigade_cleanup(bb.cast());
+        }
+        Ok(eos)
+    }
+
+    /// Appends a transient bucket referring to `data` (httpd copies it only
+    /// if a filter must hold it past this pass).
+    pub fn push_transient(&mut self, data: &[u8]) {
+        // SAFETY: valid allocator and brigade; the transient bucket refers
+        // to `data`, which outlives the following pass_to (callers pass
+        // before `data` goes away).
+        unsafe {
+            let b = ffi::apr_bucket_transient_create(data.as_ptr().cast(), data.len(), self.alloc);
+            ffi::fcgi_shim_brigade_insert_tail(self.as_ptr(), b);
+        }
+    }
+
+    pub fn push_flush(&mut self) {
+        // SAFETY: valid allocator and brigade.
+        unsafe {
+            let b = ffi::apr_bucket_flush_create(self.alloc);
+            ffi::fcgi_shim_brigade_insert_tail(self.as_ptr(), b);
+        }
+    }
+
+    pub fn push_eos(&mut self) {
+        // SAFETY: valid allocator and brigade.
+        unsafe {
+            let b = ffi::apr_bucket_eos_create(self.alloc);
+            ffi::fcgi_shim_brigade_insert_tail(self.as_ptr(), b);
+        }
+    }
+
+    /// An error bucket: the HTTP output filters close the connection
+    /// without completing the response (no terminating chunk).
+    ///
+    /// # Safety
+    /// `pool` must be the request pool.
+    pub unsafe fn push_error(&mut self, status: i32, pool: *mut ffi::apr_pool_t) {
+        // SAFETY: valid pool/allocator/brigade.
+        unsafe {
+            let b = ffi::ap_bucket_error_create(status, std::ptr::null(), pool, self.alloc);
+            ffi::fcgi_shim_brigade_insert_tail(self.as_ptr(), b);
+        }
+    }
+
+    /// Passes the brigade down `filters` and empties it.
+    ///
+    /// # Safety
+    /// `filters` must be the request's valid output filter chain.
+    pub unsafe fn pass_to(&mut self, filters: *mut ffi::ap_filter_t) -> ffi::apr_status_t {
+        // SAFETY: valid filter chain and brigade.
+        unsafe {
+            let rv = ffi::ap_pass_brigade(filters, self.as_ptr());
+            ffi::apr_brigade_cleanup(self.as_ptr().cast());
+            rv
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! `request_rec`: the accessors and httpd calls the handler and the hooks
+//! need.
+
+use super::{log, opt_cstr, Brigade, Level, Pool, Table};
+use crate::ffi;
+use std::ffi::{c_void, CStr};
+use std::ptr::NonNull;
+
+/// A request borrowed for the duration of one hook call.
+pub struct Request {
+    raw: NonNull<ffi::request_rec>,
+}
+
+impl Request {
+    /// # Safety
+    /// `r` must be a valid request_rec for the duration of the hook call
+    /// that received it, and the wrapper must not outlive that call.
+    pub unsafe fn from_raw(r: *mut ffi::request_rec) -> Option<Request> {
+        NonNull::new(r).map(|raw| Request { raw })
+    }
+
+    fn r(&self) -> &ffi::request_rec {
+        // SAFETY: valid for the hook call (constructor contract).
+        unsafe { self.raw.as_ref() }
+    }
+
+    fn r_mut(&mut self) -> &mut ffi::request_rec {
+        // SAFETY: as above; httpd hands the request to one thread at a time.
+        unsafe { self.raw.as_mut() }
+    }
+
+    pub fn as_ptr(&self) -> *mut ffi::request_rec {
+        self.raw.as_ptr()
+    }
+
+    pub fn pool(&self) -> Pool {
+        // SAFETY: a request always has a valid pool.
+        unsafe { Pool::from_raw(self.r().pool) }.expect("request without pool")
+    }
+
+    pub fn server_ptr(&self) -> *mut ffi::server_rec {
+        self.r().server
+    }
+
+    /// The configuration pool of the running generation (`process->pconf`).
+    pub fn pconf(&self) -> Option<Pool> {
+        // SAFETY: server and process records live as long as the config.
+        unsafe {
+            let s = self.r().server;
+            if s.is_null() || (*s).process.is_null() {
+                return None;
+            }
+            Pool::from_raw((*(*s).process).pconf)
+        }
+    }
+
+    pub fn handler(&self) -> Option<&[u8]> {
+        // SAFETY: NULL or a NUL-terminated string living with the request.
+        unsafe { opt_cstr(self.r().handler) }
+    }
+
+    /// Sets `r->handler` to a static string.
+    pub fn set_handler(&mut self, h: &'static CStr) {
+        self.r_mut().handler = h.as_ptr();
+    }
+
+    pub fn filename(&self) -> Option<&[u8]> {
+        // SAFETY: NULL or a NUL-terminated string living with the request.
+        unsafe { opt_cstr(self.r().filename) }
+    }
+
+    pub fn set_filename(&mut self, f: &[u8]) {
+        let p = self.pool().strdup(f);
+        self.r_mut().filename = p.cast_mut();
+    }
+
+    pub fn path_info(&self) -> Option<&[u8]> {
+        // SAFETY: as above.
+        unsafe { opt_cstr(self.r().path_info) }
+    }
+
+    pub fn set_path_info(&mut self, f: &[u8]) {
+        let p = self.pool().strdup(f);
+        self.r_mut().path_info = p.cast_mut();
+    }
+
+    pub fn uri(&self) -> &[u8] {
+        // SAFETY: as above.
+        unsafe { opt_cstr(self.r().uri) }.unwrap_or(b"")
+    }
+
+    pub fn method_number(&self) -> i32 {
+        self.r().method_number
+    }
+
+    pub fn method(&self) -> &[u8] {
+        // SAFETY: as above.
+        unsafe { opt_cstr(self.r().method) }.unwrap_or(b"")
+    }
+
+    pub fn header_only(&self) -> bool {
+        self.r().header_only != 0
+    }
+
+    /// Whether `r->finfo` says the file exists, is a directory, and its
+    /// permission bits (APR_FPROT_*).
+    pub fn finfo(&self) -> (bool, bool, i32) {
+        let f = &self.r().finfo;
+        let exists = f.filetype != ffi::apr_filetype_e_APR_NOFILE;
+        (
+            exists,
+            f.filetype == ffi::apr_filetype_e_APR_DIR,
+            f.protection,
+        )
+    }
+
+    pub fn headers_in(&self) -> Table {
+        // SAFETY: a request always has this table.
+        unsafe { Table::from_raw(self.r().headers_in) }.expect("headers_in")
+    }
+
+    pub fn headers_out(&self) -> Table {
+        // SAFETY: as above.
+        unsafe { Table::from_raw(self.r().headers_out) }.expect("headers_out")
+    }
+
+    pub fn err_headers_out(&self) -> Table {
+        // SAFETY: as above.
+        unsafe { Table::from_raw(self.r().err_headers_out) }.expect("err_headers_out")
+    }
+
+    pub fn subprocess_env(&self) -> Table {
+        // SAFETY: as above.
+        unsafe { Table::from_raw(self.r().subprocess_env) }.expect("subprocess_env")
+    }
+
+    pub fn notes(&self) -> Table {
+        // SAFETY: as above.
+        unsafe { Table::from_raw(self.r().notes) }.expect("notes")
+    }
+
+    /// Whether `Options ExecCGI` is in effect for this request.
+    pub fn allows_exec_cgi(&self) -> bool {
+        // SAFETY: valid request.
+        let opts = unsafe { ffi::ap_allow_options(self.as_ptr()) };
+        (opts & ffi::OPT_EXECCGI as i32) != 0
+    }
+
+    /// httpd's standard CGI environment (`ap_add_common_vars`).
+    pub fn add_common_vars(&mut self) {
+        // SAFETY: valid request.
+        unsafe { ffi::ap_add_common_vars(self.as_ptr()) }
+    }
+
+    /// httpd's CGI/1.1 variables (`ap_add_cgi_vars`).
+    pub fn add_cgi_vars(&mut self) {
+        // SAFETY: valid request.
+        unsafe { ffi::ap_add_cgi_vars(self.as_ptr()) }
+    }
+
+    /// The environment exactly as httpd would give a CGI script
+    /// (`ap_create_environment`: names sanitised, TZ added), as
+    /// name/value pairs living in the request pool.
+    pub fn cgi_env(&self) -> Vec<(&[u8], &[u8])> {
+        let mut pairs = Vec::new();
+        // SAFETY: valid pool and table; the returned NULL-terminated array
+        // of "NAME=VALUE" strings lives in the request pool, which outlives
+        // `&self`.
+        unsafe {
+            let env = ffi::ap_create_environment(self.r().pool, self.r().subprocess_env);
+            if env.is_null() {
+                return pairs;
+            }
+            let mut i = 0;
+            loop {
+                let p = *env.add(i);
+                if p.is_null() {
+                    break;
+                }
+                let kv = CStr::from_ptr(p).to_bytes();
+                pairs.push(match memchr::memchr(b'=', kv) {
+                    Some(eq) => (&kv[..eq], &kv[eq + 1..]),
+                    None => (kv, b"".as_slice()),
+                });
+                i += 1;
+            }
+        }
+        pairs
+    }
+
+    pub fn set_status(&mut self, status: i32) {
+        self.r_mut().status = status;
+    }
+
+    pub fn status(&self) -> i32 {
+        self.r().status
+    }
+
+    pub fn set_status_line(&mut self, line: &[u8]) {
+        let p = self.pool().strdup(line);
+        self.r_mut().status_line = p;
+    }
+
+    pub fn set_content_type(&mut self, ct: &[u8]) {
+        let p = self.pool().strdup(ct);
+        // SAFETY: valid request; the string lives in the request pool.
+        unsafe { ffi::ap_set_content_type(self.as_ptr(), p) }
+    }
+
+    /// Marks the connection as not reusable after this response.
+    pub fn close_connection_after(&mut self) {
+        // SAFETY: every request has a valid connection.
+        unsafe { (*self.r().connection).keepalive = ffi::ap_conn_keepalive_e_AP_CONN_CLOSE };
+    }
+
+    pub fn connection_aborted(&self) -> bool {
+        // SAFETY: every request has a valid connection.
+        unsafe { (*self.r().connection).aborted != 0 }
+    }
+
+    /// Sends the response unparsed (nph): output goes straight to the
+    /// connection filters, skipping httpd's header and chunking filters.
+    pub fn bypass_protocol_filters(&mut self) {
+        // SAFETY: every request has a valid connection.
+        let cf = unsafe { (*self.r().connection).output_filters };
+        let r = self.r_mut();
+        r.output_filters = cf;
+        r.proto_output_filters = cf;
+    }
+
+    /// A brigade for this request (freed with the request pool).
+    pub fn new_brigade(&self) -> Brigade {
+        // SAFETY: the request pool and its connection's allocator are valid
+        // for the request's lifetime, which bounds the brigade's use.
+        unsafe { Brigade::new(self.r().pool, (*self.r().connection).bucket_alloc) }
+    }
+
+    /// Reads request body data (blocking) into `sink`; `Ok(true)` at EOS.
+    pub fn read_body(
+        &mut self,
+        bb: &mut Brigade,
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, i32> {
+        // SAFETY: the request's own input filter chain.
+        unsafe { bb.read_from(self.r().input_filters, max, sink) }
+    }
+
+    /// Passes `bb` to the request's output filters.
+    pub fn pass(&mut self, bb: &mut Brigade) -> i32 {
+        // SAFETY: the request's own output filter chain.
+        unsafe { bb.pass_to(self.r().output_filters) }
+    }
+
+    /// Aborts a response already under way: error bucket + EOS, so the
+    /// client sees a truncated response (connection closed, no final chunk)
+    /// instead of a second status (legacy bug 8.1 fixed).
+    pub fn abort_response(&mut self, bb: &mut Brigade) {
+        // SAFETY: request pool is valid.
+        unsafe { bb.push_error(ffi::HTTP_BAD_GATEWAY as i32, self.r().pool) };
+        bb.push_eos();
+        self.close_connection_after();
+        let _ = self.pass(bb);
+    }
+
+    /// Reads and discards whatever is left of the request body.
+    pub fn discard_body(&mut self) -> i32 {
+        // SAFETY: valid request.
+        unsafe { ffi::ap_discard_request_body(self.as_ptr()) }
+    }
+
+    /// `ap_map_http_request_error`: the status for a body read failure.
+    pub fn map_body_error(&self, rv: i32) -> i32 {
+        // SAFETY: pure function of its arguments.
+        unsafe { ffi::ap_map_http_request_error(rv, ffi::HTTP_BAD_REQUEST as i32) }
+    }
+
+    /// Internal redirect to `uri` (must start with '/').
+    pub fn internal_redirect_handler(&mut self, uri: &[u8]) {
+        let p = self.pool().strdup(uri);
+        // SAFETY: valid request and pool string.
+        unsafe { ffi::ap_internal_redirect_handler(p, self.as_ptr()) }
+    }
+
+    /// Turns the request into a GET without a body (before an internal
+    /// redirect, as CGI does).
+    pub fn make_get(&mut self) {
+        let r = self.r_mut();
+        r.method = c"GET".as_ptr();
+        r.method_number = ffi::M_GET as i32;
+        self.headers_in().unset(b"Content-Length");
+    }
+
+    /// The per-directory config of this module for this request.
+    pub fn dir_config(&self) -> *mut c_void {
+        // SAFETY: valid per_dir_config vector.
+        unsafe { ffi::fcgi_shim_get_dir_config(self.r().per_dir_config) }
+    }
+
+    /// Logs with the request's server and client address.
+    pub fn log(&self, level: Level, errno: i32, msg: &str) {
+        let m = log::message(msg);
+        // SAFETY: valid request and C string.
+        unsafe { ffi::fcgi_shim_log_request(self.as_ptr(), level.raw(), errno, m.as_ptr()) }
+    }
+}

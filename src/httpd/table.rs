@@ -1,0 +1,78 @@
+//! APR tables (headers_in, headers_out, subprocess_env, ...).
+
+use super::opt_cstr;
+use crate::ffi;
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+/// A borrowed `apr_table_t`.
+#[derive(Clone, Copy)]
+pub struct Table {
+    raw: NonNull<ffi::apr_table_t>,
+}
+
+fn cstring(bytes: &[u8]) -> CString {
+    CString::new(bytes).unwrap_or_else(|e| {
+        let mut v = e.into_vec();
+        v.retain(|&b| b != 0);
+        CString::new(v).unwrap_or_default()
+    })
+}
+
+impl Table {
+    /// # Safety
+    /// `t` must be a valid table that outlives every use of the wrapper.
+    pub unsafe fn from_raw(t: *mut ffi::apr_table_t) -> Option<Table> {
+        NonNull::new(t).map(|raw| Table { raw })
+    }
+
+    /// First value for `key` (case-insensitive).
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let k = cstring(key);
+        // SAFETY: valid table and key; the returned value lives as long as
+        // the table entry (i.e. the request).
+        unsafe { opt_cstr(ffi::apr_table_get(self.raw.as_ptr(), k.as_ptr())) }
+    }
+
+    /// Sets `key` to `value`, replacing earlier values (both copied).
+    pub fn set(&self, key: &[u8], value: &[u8]) {
+        let (k, v) = (cstring(key), cstring(value));
+        // SAFETY: valid table; apr_table_set copies key and value.
+        unsafe { ffi::apr_table_set(self.raw.as_ptr(), k.as_ptr(), v.as_ptr()) }
+    }
+
+    /// Adds another `key: value` (duplicates kept; both copied).
+    pub fn add(&self, key: &[u8], value: &[u8]) {
+        let (k, v) = (cstring(key), cstring(value));
+        // SAFETY: valid table; apr_table_add copies key and value.
+        unsafe { ffi::apr_table_add(self.raw.as_ptr(), k.as_ptr(), v.as_ptr()) }
+    }
+
+    pub fn unset(&self, key: &[u8]) {
+        let k = cstring(key);
+        // SAFETY: valid table and key.
+        unsafe { ffi::apr_table_unset(self.raw.as_ptr(), k.as_ptr()) }
+    }
+
+    /// Calls `f` for every entry in order (NULL values are passed as empty).
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        // SAFETY: an apr_table_t starts with its apr_array_header_t (the
+        // documented `apr_table_elts` cast); the elements are
+        // apr_table_entry_t and stay valid while we iterate.
+        unsafe {
+            let arr = self.raw.as_ptr().cast::<ffi::apr_array_header_t>();
+            let n = (*arr).nelts.max(0) as usize;
+            let elts = (*arr).elts.cast::<ffi::apr_table_entry_t>();
+            for i in 0..n {
+                let e = &*elts.add(i);
+                if let Some(k) = opt_cstr(e.key) {
+                    f(k, opt_cstr(e.val).unwrap_or(b""));
+                }
+            }
+        }
+    }
+
+    pub fn as_ptr(&self) -> *mut ffi::apr_table_t {
+        self.raw.as_ptr()
+    }
+}

@@ -1,0 +1,161 @@
+//! Directive glue: turns each httpd directive call into a call of the pure
+//! parser in [`crate::config`], and its error into the message `apache2 -t`
+//! prints.
+//!
+//! Directives whose runtime is not built yet are parsed completely (so a
+//! wrong option is reported precisely) and then refused with a message
+//! naming the directive, never silently accepted.
+
+use super::ModuleState;
+use crate::config::{self, ConfigState, OsProbe, ParseEnv};
+use crate::httpd::{log, server, CmdParms, Level, Pool};
+
+/// Directive ids; must match the `D_*` defines in c_shim/mod_fastcgi.c.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectiveId {
+    Server = 1,
+    External = 2,
+    Config = 3,
+    IpcDir = 4,
+    Wrapper = 5,
+    Authenticator = 6,
+    Authorizer = 7,
+    AccessChecker = 8,
+    AuthenticatorAuthoritative = 9,
+    AuthorizerAuthoritative = 10,
+    AccessCheckerAuthoritative = 11,
+}
+
+impl DirectiveId {
+    pub fn from_info(v: usize) -> Option<DirectiveId> {
+        use DirectiveId::*;
+        Some(match v {
+            1 => Server,
+            2 => External,
+            3 => Config,
+            4 => IpcDir,
+            5 => Wrapper,
+            6 => Authenticator,
+            7 => Authorizer,
+            8 => AccessChecker,
+            9 => AuthenticatorAuthoritative,
+            10 => AuthorizerAuthoritative,
+            11 => AccessCheckerAuthoritative,
+            _ => return None,
+        })
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    config::system_group_by_gid(gid).unwrap_or_else(|| format!("#{gid}"))
+}
+
+/// The parse environment as httpd knows it right now.
+pub fn parse_env(pconf: Pool) -> ParseEnv {
+    let who = server::run_as();
+    let mut env = ParseEnv::new(
+        server::server_root(),
+        server::runtime_dir_relative(pconf, c"fastcgi"),
+        who.uid,
+        who.gid,
+        who.user_name,
+        group_name(who.gid),
+    );
+    env.is_root = nix::unistd::geteuid().is_root();
+    env.suexec_path = Some(env!("FCGI_SUEXEC_BIN").into());
+    env
+}
+
+pub fn new_config_state(pconf: Pool) -> ConfigState {
+    ConfigState::new(parse_env(pconf))
+}
+
+/// Brings the User/Group the parser compares against up to date (they may
+/// be set between our directives) and returns the pass's state.
+fn state_for(cmd: &CmdParms) -> &'static mut ModuleState {
+    let state = ModuleState::of_pass(cmd.pool());
+    let who = server::run_as();
+    let group = group_name(who.gid);
+    state
+        .cfg
+        .set_identity(who.uid, who.gid, &who.user_name, &group);
+    state
+}
+
+fn log_warnings(state: &mut ModuleState) {
+    for w in state.cfg.take_warnings() {
+        log::main_server(Level::Warn, 0, &w);
+    }
+}
+
+fn not_yet(name: &str, what: &str) -> String {
+    format!("{name}: not yet supported by this build of mod_fastcgi ({what} is not implemented yet); remove the directive or use FastCgiExternalServer")
+}
+
+/// `FastCgiServer`, `FastCgiExternalServer`, `FastCgiConfig` (RAW_ARGS).
+pub fn raw(cmd: &CmdParms, args: &str) -> Result<(), String> {
+    let name = cmd.name();
+    let state = state_for(cmd);
+    let res = match DirectiveId::from_info(cmd.info()) {
+        Some(DirectiveId::Server) => {
+            state
+                .cfg
+                .fastcgi_server(&name, args, &OsProbe)
+                .map_err(|e| e.to_string())?;
+            Err(not_yet(
+                &name,
+                "the process manager for static applications",
+            ))
+        }
+        Some(DirectiveId::External) => state
+            .cfg
+            .external_server(&name, args)
+            .map_err(|e| e.to_string()),
+        Some(DirectiveId::Config) => {
+            cmd.check_context(crate::ffi::GLOBAL_ONLY)?;
+            state
+                .cfg
+                .fastcgi_config(&name, args)
+                .map_err(|e| e.to_string())?;
+            Err(not_yet(&name, "dynamic applications"))
+        }
+        other => Err(format!(
+            "{name}: internal error: unexpected directive id {other:?}"
+        )),
+    };
+    log_warnings(state);
+    res
+}
+
+/// `FastCgiIpcDir`, `FastCgiWrapper` (TAKE1).
+pub fn take1(cmd: &CmdParms, arg: &str) -> Result<(), String> {
+    let name = cmd.name();
+    cmd.check_context(crate::ffi::GLOBAL_ONLY)?;
+    let state = state_for(cmd);
+    match DirectiveId::from_info(cmd.info()) {
+        Some(DirectiveId::IpcDir) => state.cfg.ipc_dir(arg, &OsProbe).map_err(|e| e.to_string()),
+        Some(DirectiveId::Wrapper) => {
+            state
+                .cfg
+                .wrapper(&name, arg, &OsProbe)
+                .map_err(|e| e.to_string())?;
+            Err(not_yet(&name, "starting applications through a wrapper"))
+        }
+        other => Err(format!(
+            "{name}: internal error: unexpected directive id {other:?}"
+        )),
+    }
+}
+
+/// The three authorizer directives (TAKE12).
+pub fn take12(cmd: &CmdParms, path: &str, opt: Option<&str>) -> Result<(), String> {
+    let name = cmd.name();
+    let state = state_for(cmd);
+    config::parse_auth(&name, path, opt, &state.cfg, &OsProbe).map_err(|e| e.to_string())?;
+    Err(not_yet(&name, "the authorizer roles"))
+}
+
+/// The three `...Authoritative` switches (FLAG).
+pub fn flag(cmd: &CmdParms, _on: bool) -> Result<(), String> {
+    Err(not_yet(&cmd.name(), "the authorizer roles"))
+}

@@ -1,0 +1,390 @@
+//! The `fastcgi-script` handler (responder role): routes the request,
+//! prepares the environment, connects, runs the exchange and turns its
+//! outcome into httpd's response — or into the right status and one clear
+//! log line (reference 5.10, with legacy bug 8.1 fixed: once the body has
+//! started, a failure aborts the connection instead of appending an error
+//! page).
+
+use super::routing::{self, HANDLER};
+use super::{env, ModuleState};
+use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
+use crate::config::{AppAddr, ConnOptions, Server};
+use crate::gateway::exchange::{self, ClientGone};
+use crate::gateway::spool::Spool;
+use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
+use crate::httpd::{Brigade, Level, Request};
+use crate::proto::{ProtocolStatus, Role};
+use std::path::Path;
+use std::time::Duration;
+
+/// Upper bound of the CGI header block an application may send (legacy:
+/// unbounded, bug 8.20).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+pub const DECLINED: i32 = -1;
+pub const OK: i32 = 0;
+
+/// Where the request body comes from.
+enum Body {
+    /// Streamed from the client, piece by piece.
+    Client,
+    /// Collected first (chunked request), replayed from the spool.
+    Spooled(Spool),
+    /// No body at all.
+    None,
+}
+
+struct HttpdFrontend<'a> {
+    r: &'a mut Request,
+    out: Brigade,
+    input: Brigade,
+    body: Body,
+    app: &'a str,
+    scratch: Vec<u8>,
+    warned_long_stderr: bool,
+}
+
+impl Frontend for HttpdFrontend<'_> {
+    fn read_body(&mut self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
+        match &mut self.body {
+            Body::None => Ok(true),
+            Body::Client => self.r.read_body(&mut self.input, max, sink),
+            Body::Spooled(sp) => {
+                self.scratch.resize(max, 0);
+                let n = sp.read(&mut self.scratch).map_err(|_| 500)?;
+                if n > 0 {
+                    sink(&self.scratch[..n]);
+                }
+                Ok(n == 0)
+            }
+        }
+    }
+
+    fn head(&mut self, head: &ResponseHead) -> HeadAction {
+        apply_head(self.r, head);
+        if redirect_kind(head).is_some() {
+            HeadAction::Discard
+        } else if self.r.header_only() {
+            HeadAction::Stop
+        } else {
+            HeadAction::Stream
+        }
+    }
+
+    fn body(&mut self, data: &[u8]) -> Result<(), ClientGone> {
+        self.out.push_transient(data);
+        if self.r.pass(&mut self.out) != 0 || self.r.connection_aborted() {
+            return Err(ClientGone);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ClientGone> {
+        self.out.push_flush();
+        if self.r.pass(&mut self.out) != 0 {
+            return Err(ClientGone);
+        }
+        Ok(())
+    }
+
+    fn stderr(&mut self, event: StderrEvent<'_>) {
+        let app = self.app;
+        match event {
+            StderrEvent::Line { text, too_long } => {
+                if too_long && !self.warned_long_stderr {
+                    self.warned_long_stderr = true;
+                    self.r.log(
+                        Level::Warn,
+                        0,
+                        &format!("FastCGI: too much stderr received from server \"{app}\", increase FCGI_SERVER_MAX_STDERR_LINE_LEN (1023) and rebuild or use \"\\n\" to terminate lines"),
+                    );
+                }
+                self.r.log(Level::Error, 0, &format!("FastCGI: server \"{app}\" stderr: {}", String::from_utf8_lossy(text)));
+            }
+            StderrEvent::NulDiscarded(n) => self.r.log(
+                Level::Error,
+                0,
+                &format!("FastCGI: server \"{app}\" sent a null character in the stderr stream!?, discarding {n} characters of stderr"),
+            ),
+        }
+    }
+}
+
+/// Applies the application's CGI headers to the request (RQ-42..RQ-44).
+fn apply_head(r: &mut Request, head: &ResponseHead) {
+    if let Some((code, line)) = &head.status {
+        r.set_status(*code as i32);
+        r.set_status_line(line);
+    }
+    if let Some(ct) = &head.content_type {
+        r.set_content_type(ct);
+    }
+    if let Some(loc) = &head.location {
+        r.headers_out().set(b"Location", loc);
+    }
+    if let Some(cl) = &head.content_length {
+        r.headers_out().set(b"Content-Length", cl);
+    }
+    let eho = r.err_headers_out();
+    for (k, v) in &head.other {
+        eho.add(k, v);
+    }
+}
+
+/// The handler hook.
+pub fn handle(state: &ModuleState, r: &mut Request) -> i32 {
+    if r.handler() != Some(HANDLER.to_bytes()) {
+        return DECLINED;
+    }
+    let server = match routing::find_server(state, r) {
+        Some(s) => s,
+        None => {
+            if let Err(why) = routing::check_dynamic(state, r) {
+                return routing::refuse(r, why);
+            }
+            let f = String::from_utf8_lossy(r.filename().unwrap_or(b"")).into_owned();
+            r.log(
+                Level::Error,
+                0,
+                &format!("FastCGI: can't start (dynamic) server \"{f}\": dynamic applications are not supported by this build yet; define it with FastCgiExternalServer"),
+            );
+            return 500;
+        }
+    };
+    match server {
+        Server::External(ext) => {
+            let app = ext.path.to_string_lossy().into_owned();
+            serve(r, &app, &ext.addr, &ext.opts)
+        }
+        Server::Static(st) => {
+            r.log(
+                Level::Error,
+                0,
+                &format!("FastCGI: server \"{}\" is not available: static applications are not supported by this build yet", st.path.display()),
+            );
+            500
+        }
+    }
+}
+
+fn is_nph(app: &str, opts: &ConnOptions) -> bool {
+    opts.nph
+        || Path::new(app)
+            .file_name()
+            .map(|n| n.to_string_lossy().starts_with("nph-"))
+            .unwrap_or(false)
+}
+
+fn wants_chunked_body(r: &Request) -> bool {
+    r.headers_in()
+        .get(b"Transfer-Encoding")
+        .map(|v| !v.eq_ignore_ascii_case(b"identity"))
+        .unwrap_or(false)
+}
+
+/// Reads the whole (chunked) body into a spool.
+fn spool_body(r: &mut Request) -> Result<Spool, i32> {
+    let mut spool = Spool::new();
+    let mut bb = r.new_brigade();
+    let tmp = std::env::temp_dir();
+    loop {
+        let mut io_err = None;
+        let eos = r.read_body(&mut bb, exchange::IO_CHUNK, &mut |d| {
+            if io_err.is_none() {
+                if let Err(e) = spool.write(d, &tmp) {
+                    io_err = Some(e);
+                }
+            }
+        });
+        if let Some(e) = io_err {
+            r.log(
+                Level::Error,
+                e.raw_os_error().unwrap_or(0),
+                &format!(
+                    "FastCGI: can't spool the chunked request body in {}",
+                    tmp.display()
+                ),
+            );
+            return Err(500);
+        }
+        match eos {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(rv) => return Err(r.map_body_error(rv)),
+        }
+    }
+    spool.rewind().map_err(|_| 500)?;
+    Ok(spool)
+}
+
+/// Serves the request from the application at `addr`.
+pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions) -> i32 {
+    let nph = is_nph(app, opts);
+    let body = if wants_chunked_body(r) {
+        match spool_body(r) {
+            Ok(s) => Body::Spooled(s),
+            Err(status) => return status,
+        }
+    } else if r.headers_in().get(b"Content-Length").is_some() {
+        Body::Client
+    } else {
+        Body::None
+    };
+    let spooled_len = match &body {
+        Body::Spooled(s) => Some(s.len()),
+        _ => None,
+    };
+    env::prepare(r, &opts.pass_headers, spooled_len);
+
+    let mut bufs = Buffers::default();
+    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder) {
+        r.log(Level::Error, 0, &format!("FastCGI: comm with server \"{app}\" aborted: can't encode the request environment: {e}"));
+        return 500;
+    }
+
+    let idle = Duration::from_secs(u64::from(opts.idle_timeout.max(1)));
+    let connect_timeout = if opts.app_conn_timeout > 0 {
+        Duration::from_secs(u64::from(opts.app_conn_timeout))
+    } else {
+        idle
+    };
+    let mut conn = match AppConn::connect(addr, connect_timeout) {
+        Ok(c) => c,
+        Err(ConnectError::Failed(errno)) => {
+            r.log(
+                Level::Error,
+                errno as i32,
+                &format!("FastCGI: failed to connect to server \"{app}\": connect() failed"),
+            );
+            return 500;
+        }
+        Err(ConnectError::TimedOut) => {
+            r.log(
+                Level::Error,
+                0,
+                &format!(
+                    "FastCGI: failed to connect to server \"{app}\": connect() timed out (appConnTimeout={}sec)",
+                    connect_timeout.as_secs()
+                ),
+            );
+            return 500;
+        }
+    };
+
+    if nph {
+        r.bypass_protocol_filters();
+        r.close_connection_after();
+    }
+    let opts_x = ExchangeOpts {
+        request_id: 1,
+        idle_timeout: idle,
+        flush: opts.flush,
+        parse_headers: !nph,
+        max_header_bytes: MAX_HEADER_BYTES,
+    };
+    let out = r.new_brigade();
+    let input = r.new_brigade();
+    let mut fe = HttpdFrontend {
+        r,
+        out,
+        input,
+        body,
+        app,
+        scratch: Vec::new(),
+        warned_long_stderr: false,
+    };
+    let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs);
+    drop(conn);
+    let HttpdFrontend { r, mut out, .. } = fe;
+
+    match result {
+        Ok(outcome) => {
+            if let Some(head) = &outcome.head {
+                match redirect_kind(head) {
+                    Some(Redirect::Internal(path)) => {
+                        r.discard_body();
+                        r.make_get();
+                        r.internal_redirect_handler(&path);
+                        return OK;
+                    }
+                    Some(Redirect::External(_)) => {
+                        r.discard_body();
+                        return 302;
+                    }
+                    None => {}
+                }
+            }
+            if !r.header_only() || nph {
+                out.push_eos();
+                let _ = r.pass(&mut out);
+            }
+            OK
+        }
+        Err(err) => fail(r, &mut out, app, idle, err),
+    }
+}
+
+/// Maps an exchange failure to a status and one log line.
+fn fail(
+    r: &mut Request,
+    out: &mut Brigade,
+    app: &str,
+    idle: Duration,
+    err: exchange::ExchangeError,
+) -> i32 {
+    let comm = format!("FastCGI: comm with server \"{app}\" aborted");
+    let (status, errno, msg) = match &err.failure {
+        Failure::ClientGone => {
+            r.log(Level::Info, 0, "FastCGI: client stopped connection before send body completed");
+            return OK;
+        }
+        Failure::ClientBody(status) => return *status,
+        Failure::IdleTimeout => (500, 0, format!("{comm}: idle timeout ({} sec)", idle.as_secs())),
+        Failure::Read(e) => (500, e.raw_os_error().unwrap_or(0), format!("{comm}: read failed")),
+        Failure::Write(e) => (500, e.raw_os_error().unwrap_or(0), format!("{comm}: write failed")),
+        Failure::Protocol(e) => (500, 0, format!("{comm}: protocol error: {e}")),
+        Failure::Header(e) => {
+            let status = if matches!(e, crate::cgi::HeaderError::TooLarge { .. }) { 502 } else { 500 };
+            (status, 0, format!("{comm}: error parsing headers: {e}"))
+        }
+        Failure::Status(ProtocolStatus::Overloaded) => {
+            (503, 0, format!("{comm}: the application is overloaded (FCGI_OVERLOADED)"))
+        }
+        Failure::Status(s) => (
+            500,
+            0,
+            format!("{comm}: protocol error: invalid FCGI_END_REQUEST status: {} != FCGI_REQUEST_COMPLETE(0)", s.as_u8()),
+        ),
+        Failure::Incomplete => (
+            500,
+            0,
+            format!("FastCGI: incomplete headers ({} bytes) received from server \"{app}\"", err.header_bytes),
+        ),
+        Failure::Truncated => {
+            if err.head.as_ref().and_then(redirect_kind).is_some() {
+                // The body of a redirect is discarded anyway.
+                return match err.head.as_ref().and_then(redirect_kind) {
+                    Some(Redirect::Internal(path)) => {
+                        r.discard_body();
+                        r.make_get();
+                        r.internal_redirect_handler(&path);
+                        OK
+                    }
+                    _ => 302,
+                };
+            }
+            (500, 0, format!("{comm}: the application closed the connection before FCGI_END_REQUEST"))
+        }
+    };
+    if err.body_started {
+        r.log(
+            Level::Error,
+            errno,
+            &format!("{msg} (response already started: connection aborted)"),
+        );
+        r.abort_response(out);
+        return OK;
+    }
+    r.log(Level::Error, errno, &msg);
+    status
+}
