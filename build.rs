@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn query(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run `{cmd}`: {e} (install apache2-dev, or set APXS / APR_CONFIG)")
-    });
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{cmd}`: {e} (install apache2-dev, or set APXS / APR_CONFIG)"));
     if !out.status.success() {
         panic!(
             "`{cmd} {}` failed: {}",
@@ -112,8 +113,5 @@ fn main() {
     // Export `fastcgi_module` from the cdylib.
     let script = out_dir.join("export.map");
     std::fs::write(&script, "{ global: fastcgi_module; };\n").expect("writing export.map");
-    println!(
-        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
-        script.display()
-    );
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
 }

@@ -3,6 +3,7 @@
 //! a panic is logged as one error line and turned into an error status
 //! instead of unwinding into httpd (which would abort the child).
 
+use crate::config::{ConfigState, DirAuthConfig};
 use crate::ffi;
 use crate::httpd::{self, log, CmdParms, Level, Pool, Request};
 use crate::module::{directives, handler, routing, ModuleState, ServerConf};
@@ -38,11 +39,13 @@ fn guarded<T>(what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
     }
 }
 
-fn state_of(r: &Request) -> Option<&'static ModuleState> {
-    let conf = httpd::server::server_config(r.server_ptr()).cast::<ServerConf>();
+fn state_of(r: &Request) -> Option<&'static ConfigState> {
+    let conf = r.server_config().cast::<ServerConf>();
     // SAFETY: our per-server config is always a ServerConf allocated by
     // fcgi_rs_create_server_config in a pool that outlives the request.
-    unsafe { conf.as_ref() }.and_then(|c| c.state.get().copied())
+    unsafe { conf.as_ref() }
+        .and_then(|c| c.state.get().copied())
+        .and_then(|m| m.config())
 }
 
 const HTTP_INTERNAL_SERVER_ERROR: c_int = 500;
@@ -57,25 +60,25 @@ pub unsafe extern "C" fn fcgi_rs_create_server_config(
     guarded("create_server_config", std::ptr::null_mut(), || {
         // SAFETY: httpd passes its valid config pool.
         match unsafe { Pool::from_raw(p) } {
-            Some(pool) => (pool.alloc_owned(ServerConf::default()) as *mut ServerConf).cast(),
+            Some(pool) => config_ptr(pool.alloc_owned(ServerConf::default())),
             None => std::ptr::null_mut(),
         }
     })
 }
 
+/// Hands a pool-owned value to httpd as its untyped config pointer.
+fn config_ptr<T>(v: &'static T) -> *mut c_void {
+    (v as *const T).cast_mut().cast()
+}
+
 /// # Safety
 /// Called by httpd with a valid pool.
 #[no_mangle]
-pub unsafe extern "C" fn fcgi_rs_create_dir_config(
-    p: *mut ffi::apr_pool_t,
-    _dir: *mut c_char,
-) -> *mut c_void {
+pub unsafe extern "C" fn fcgi_rs_create_dir_config(p: *mut ffi::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
     guarded("create_dir_config", std::ptr::null_mut(), || {
         // SAFETY: httpd passes its valid config pool.
         match unsafe { Pool::from_raw(p) } {
-            Some(pool) => (pool.alloc_owned(crate::config::DirAuthConfig::default())
-                as *mut crate::config::DirAuthConfig)
-                .cast(),
+            Some(pool) => config_ptr(pool.alloc_owned(DirAuthConfig::default())),
             None => std::ptr::null_mut(),
         }
     })
@@ -90,19 +93,17 @@ pub unsafe extern "C" fn fcgi_rs_merge_dir_config(
     add: *mut c_void,
 ) -> *mut c_void {
     guarded("merge_dir_config", add, || {
-        // SAFETY: both are DirAuthConfig values we allocated.
-        let (b, a) = unsafe {
+        // SAFETY: both are DirAuthConfig values we allocated, and httpd
+        // passes its valid pool.
+        let (pool, b, a) = unsafe {
             (
-                base.cast::<crate::config::DirAuthConfig>().as_ref(),
-                add.cast::<crate::config::DirAuthConfig>().as_ref(),
+                Pool::from_raw(p),
+                base.cast::<DirAuthConfig>().as_ref(),
+                add.cast::<DirAuthConfig>().as_ref(),
             )
         };
-        // SAFETY: httpd passes its valid pool.
-        match (unsafe { Pool::from_raw(p) }, b, a) {
-            (Some(pool), Some(b), Some(a)) => (pool
-                .alloc_owned(crate::config::DirAuthConfig::merge(b, a))
-                as *mut crate::config::DirAuthConfig)
-                .cast(),
+        match (pool, b, a) {
+            (Some(pool), Some(b), Some(a)) => config_ptr(pool.alloc_owned(DirAuthConfig::merge(b, a))),
             _ => add,
         }
     })
@@ -134,14 +135,20 @@ pub unsafe extern "C" fn fcgi_rs_post_config(
             return HTTP_INTERNAL_SERVER_ERROR;
         };
         let state: &'static ModuleState = ModuleState::of_pass(pool);
-        httpd::server::for_each_server(s, |srv| {
-            let conf = httpd::server::server_config(srv).cast::<ServerConf>();
-            // SAFETY: our per-server config is a ServerConf (see
-            // fcgi_rs_create_server_config), alive for the pass.
-            if let Some(c) = unsafe { conf.as_ref() } {
-                let _ = c.state.set(state);
-            }
-        });
+        let cfg = state.freeze();
+        if let Err(reason) = cfg.prepare_ipc_dir(&crate::config::OsProbe) {
+            log::main_server(Level::Error, 0, &format!("FastCGI: {reason}"));
+        }
+        // SAFETY: httpd passes the main server to post_config.
+        unsafe {
+            httpd::server::for_each_server_config(s, |conf| {
+                // SAFETY: our per-server config is a ServerConf (see
+                // fcgi_rs_create_server_config), alive for the pass.
+                if let Some(c) = conf.cast::<ServerConf>().as_ref() {
+                    let _ = c.state.set(state);
+                }
+            })
+        };
         httpd::server::add_version_component(pool, crate::VERSION_COMPONENT);
         0
     })
@@ -174,30 +181,26 @@ pub unsafe extern "C" fn fcgi_rs_fixups(r: *mut ffi::request_rec) -> c_int {
 /// Called by httpd with a valid request.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
-    guarded(
-        "the fastcgi-script handler",
-        HTTP_INTERNAL_SERVER_ERROR,
-        || {
-            // SAFETY: valid request for this hook call.
-            let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
-                return handler::DECLINED;
-            };
-            if req.handler() != Some(routing::HANDLER.to_bytes()) {
-                return handler::DECLINED;
+    guarded("the fastcgi-script handler", HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: valid request for this hook call.
+        let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+            return handler::DECLINED;
+        };
+        if req.handler() != Some(routing::HANDLER.to_bytes()) {
+            return handler::DECLINED;
+        }
+        match state_of(&req) {
+            Some(state) => handler::handle(state, &mut req),
+            None => {
+                req.log(
+                    Level::Error,
+                    0,
+                    "FastCGI: module not initialised (post_config did not run)",
+                );
+                HTTP_INTERNAL_SERVER_ERROR
             }
-            match state_of(&req) {
-                Some(state) => handler::handle(state, &mut req),
-                None => {
-                    req.log(
-                        Level::Error,
-                        0,
-                        "FastCGI: module not initialised (post_config did not run)",
-                    );
-                    HTTP_INTERNAL_SERVER_ERROR
-                }
-            }
-        },
-    )
+        }
+    })
 }
 
 /// # Safety
@@ -234,10 +237,7 @@ fn directive_result(cmd: &CmdParms, r: Result<(), String>) -> *const c_char {
     }
 }
 
-fn directive(
-    cmd: *mut ffi::cmd_parms,
-    body: impl FnOnce(&CmdParms) -> Result<(), String>,
-) -> *const c_char {
+fn directive(cmd: *mut ffi::cmd_parms, body: impl FnOnce(&CmdParms) -> Result<(), String>) -> *const c_char {
     guarded(
         "a directive handler",
         c"mod_fastcgi: internal error while parsing a directive (see the error log)".as_ptr(),
@@ -283,19 +283,13 @@ pub unsafe extern "C" fn fcgi_rs_cmd_take12(
     a1: *const c_char,
     a2: *const c_char,
 ) -> *const c_char {
-    directive(cmd, |c| {
-        directives::take12(c, cstr_arg(a1).unwrap_or(""), cstr_arg(a2))
-    })
+    directive(cmd, |c| directives::take12(c, cstr_arg(a1).unwrap_or(""), cstr_arg(a2)))
 }
 
 /// # Safety
 /// Called by httpd for FLAG directives.
 #[no_mangle]
-pub unsafe extern "C" fn fcgi_rs_cmd_flag(
-    cmd: *mut ffi::cmd_parms,
-    _m: *mut c_void,
-    on: c_int,
-) -> *const c_char {
+pub unsafe extern "C" fn fcgi_rs_cmd_flag(cmd: *mut ffi::cmd_parms, _m: *mut c_void, on: c_int) -> *const c_char {
     directive(cmd, |c| directives::flag(c, on != 0))
 }
 

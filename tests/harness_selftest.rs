@@ -13,19 +13,11 @@ use std::time::{Duration, Instant};
 
 /// Apache with mod_proxy_fcgi (and not our module), plus `extra`.
 fn proxy_apache(extra: &str) -> Apache {
-    Apache::start(
-        &ApacheConf::new()
-            .without_our_module()
-            .with_proxy_fcgi()
-            .extra(extra),
-    )
+    Apache::start(&ApacheConf::new().without_our_module().with_proxy_fcgi().extra(extra))
 }
 
 fn proxy_to_unix(prefix: &str, sock: &std::path::Path) -> String {
-    format!(
-        "ProxyPass \"{prefix}\" \"unix:{}|fcgi://localhost/\"",
-        sock.display()
-    )
+    format!("ProxyPass \"{prefix}\" \"unix:{}|fcgi://localhost/\"", sock.display())
 }
 
 #[test]
@@ -67,9 +59,7 @@ fn apache_starts_under_chosen_mpm_and_serves_static_files() {
         apache.error_log()
     );
     assert!(
-        apache
-            .access_log()
-            .contains("GET /hello.txt HTTP/1.1\" 200 13"),
+        apache.access_log().contains("GET /hello.txt HTTP/1.1\" 200 13"),
         "{}",
         apache.access_log()
     );
@@ -84,13 +74,7 @@ fn apache_starts_under_chosen_mpm_and_serves_static_files() {
         None,
     );
     let mut two = one.clone();
-    two.extend_from_slice(&build_request(
-        "GET",
-        "/index.html",
-        apache.port(),
-        &[],
-        None,
-    ));
+    two.extend_from_slice(&build_request("GET", "/index.html", apache.port(), &[], None));
     let a = c.roundtrip(&two);
     let b = c.read_response(false);
     assert_eq!((a.status, a.text().as_str()), (200, "static hello\n"));
@@ -112,11 +96,7 @@ fn apache_starts_under_chosen_mpm_and_serves_static_files() {
 fn config_test_reports_syntax() {
     let (ok, out) = Apache::config_test(&ApacheConf::new().without_our_module());
     assert!(ok, "{out}");
-    let (ok, out) = Apache::config_test(
-        &ApacheConf::new()
-            .without_our_module()
-            .extra("NoSuchDirective on"),
-    );
+    let (ok, out) = Apache::config_test(&ApacheConf::new().without_our_module().extra("NoSuchDirective on"));
     assert!(!ok);
     assert!(out.contains("NoSuchDirective"), "{out}");
 }
@@ -132,10 +112,7 @@ fn probe_over_unix_socket_env_and_byte_exact_echo() {
     assert_eq!(r.env_var("QUERY_STRING").as_deref(), Some("mode=env&x=1"));
     assert_eq!(r.env_var("REQUEST_METHOD").as_deref(), Some("GET"));
     assert_eq!(r.env_var("STDIN_BYTES").as_deref(), Some("0"));
-    assert_eq!(
-        r.header("X-Probe-Pid"),
-        Some(probe.pid().to_string().as_str())
-    );
+    assert_eq!(r.header("X-Probe-Pid"), Some(probe.pid().to_string().as_str()));
     let names = r.env_names();
     assert!(names.contains(&"SERVER_PORT".to_string()), "{names:?}");
     // The default mode is env too.
@@ -155,19 +132,13 @@ fn probe_over_unix_socket_env_and_byte_exact_echo() {
     // mode=sum for a larger upload.
     let body = pattern(5 << 20, 9);
     let r = apache.post("/p/?mode=sum", &body, "application/octet-stream");
-    assert_eq!(
-        r.text(),
-        format!("len={} sum={}\n", body.len(), checksum_hex(&body))
-    );
+    assert_eq!(r.text(), format!("len={} sum={}\n", body.len(), checksum_hex(&body)));
 
     // Other probe modes that mod_proxy_fcgi passes through unchanged.
     let r = apache.get("/p/?mode=status&code=418&reason=I%27m+a+teapot");
     assert_eq!((r.status, r.reason.as_str()), (418, "I'm a teapot"));
     let r = apache.get("/p/?mode=cookies");
-    assert_eq!(
-        r.headers_all("set-cookie"),
-        vec!["a=1; Path=/", "b=2; Path=/"]
-    );
+    assert_eq!(r.headers_all("set-cookie"), vec!["a=1; Path=/", "b=2; Path=/"]);
     // (mod_proxy_fcgi leaves the status at 200; mod_cgi-style handling would make it 302.)
     let r = apache.get("/p/?mode=redirect_external&to=http://127.0.0.1:1/there");
     assert_eq!(r.header("Location"), Some("http://127.0.0.1:1/there"));
@@ -189,11 +160,7 @@ fn probe_over_tcp_and_fd0_listener() {
     let dir = TestDir::new();
     let (_tcp, port) = start_probe_tcp(&dir, "probe-tcp");
     let sock = dir.sock_dir().join("fd0.sock");
-    let fd0 = AppProcess::start(
-        &dir,
-        "probe-fd0",
-        AppSpec::new(probe_binary()).listen_on_fd0(&sock),
-    );
+    let fd0 = AppProcess::start(&dir, "probe-fd0", AppSpec::new(probe_binary()).listen_on_fd0(&sock));
     fd0.wait_for_socket(&sock);
     let apache = proxy_apache(&format!(
         "ProxyPass /t/ fcgi://127.0.0.1:{port}/\n{}",
@@ -204,10 +171,7 @@ fn probe_over_tcp_and_fd0_listener() {
     assert!(r.env_var("QUERY_STRING").is_some());
     let r = apache.get("/z/?mode=echo&x");
     assert_eq!(r.status, 200, "{r:?}\n{}", fd0.log());
-    assert_eq!(
-        r.header("X-Probe-Pid"),
-        Some(fd0.pid().to_string().as_str())
-    );
+    assert_eq!(r.header("X-Probe-Pid"), Some(fd0.pid().to_string().as_str()));
 }
 
 #[test]
@@ -254,16 +218,8 @@ fn chunked_responses_streaming_and_truncation() {
     let r = apache.get_with("/flush/?mode=slow&delay_ms=300&chunks=4", &ka);
     assert_eq!(r.text(), "chunk 0\nchunk 1\nchunk 2\nchunk 3\n");
     let (first, last) = (r.arrivals.first().unwrap().0, r.arrivals.last().unwrap().0);
-    assert!(
-        r.first_byte.unwrap() < Duration::from_millis(300),
-        "{:?}",
-        r.first_byte
-    );
-    assert!(
-        last - first >= Duration::from_millis(600),
-        "{:?}",
-        r.arrivals
-    );
+    assert!(r.first_byte.unwrap() < Duration::from_millis(300), "{:?}", r.first_byte);
+    assert!(last - first >= Duration::from_millis(600), "{:?}", r.arrivals);
 
     // A chunked request body.
     let chunks: Vec<Vec<u8>> = (0..5).map(|i| pattern(10_000 + i, i as u64)).collect();
@@ -327,12 +283,7 @@ fn php_fpm_answers() {
     assert_eq!(r.env_var("QUERY_STRING").as_deref(), Some("a=b"));
     let body = pattern(70_000, 8);
     let r = apache.post("/php/index.php", &body, "application/octet-stream");
-    assert_eq!(
-        r.env_var("BODY_LENGTH").as_deref(),
-        Some("70000"),
-        "{}",
-        r.text()
-    );
+    assert_eq!(r.env_var("BODY_LENGTH").as_deref(), Some("70000"), "{}", r.text());
 }
 
 #[test]
@@ -391,9 +342,7 @@ fn drop_leaves_no_process_behind() {
         mpm().name(),
         t0.elapsed()
     );
-    let gone = wait_until(Duration::from_secs(5), || {
-        pids.iter().all(|&p| !pid_alive(p))
-    });
+    let gone = wait_until(Duration::from_secs(5), || pids.iter().all(|&p| !pid_alive(p)));
     let left: Vec<_> = pids
         .iter()
         .filter(|&&p| pid_alive(p))

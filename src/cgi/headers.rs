@@ -262,8 +262,7 @@ fn split_line(line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HeaderError> {
 impl ResponseHead {
     fn apply(&mut self, name: Vec<u8>, value: Vec<u8>) -> Result<(), HeaderError> {
         if name.eq_ignore_ascii_case(b"Status") {
-            let code =
-                parse_status(&value).ok_or_else(|| HeaderError::InvalidStatus(value.clone()))?;
+            let code = parse_status(&value).ok_or_else(|| HeaderError::InvalidStatus(value.clone()))?;
             self.status = Some((code, value));
         } else if name.eq_ignore_ascii_case(b"Content-Type") {
             self.content_type = Some(value);
@@ -331,10 +330,7 @@ mod tests {
 
     fn scan_all(data: &[u8]) -> Result<(ResponseHead, Vec<u8>), HeaderError> {
         match HeaderScanner::new(LIMIT).push(data)? {
-            Scan::Done {
-                headers,
-                body_start,
-            } => Ok((headers, body_start.to_vec())),
+            Scan::Done { headers, body_start } => Ok((headers, body_start.to_vec())),
             Scan::NeedMore => panic!("incomplete"),
         }
     }
@@ -348,20 +344,14 @@ mod tests {
     }
 
     /// Feeds `pieces` and returns the result plus the concatenated body.
-    fn feed(
-        scanner: &mut HeaderScanner,
-        pieces: &[&[u8]],
-    ) -> Option<Result<(ResponseHead, Vec<u8>), HeaderError>> {
+    fn feed(scanner: &mut HeaderScanner, pieces: &[&[u8]]) -> Option<Result<(ResponseHead, Vec<u8>), HeaderError>> {
         let mut result = None;
         let mut body = Vec::new();
         for piece in pieces {
             match &result {
                 None => match scanner.push(piece) {
                     Ok(Scan::NeedMore) => {}
-                    Ok(Scan::Done {
-                        headers,
-                        body_start,
-                    }) => {
+                    Ok(Scan::Done { headers, body_start }) => {
                         body.extend_from_slice(body_start);
                         result = Some(Ok(headers));
                     }
@@ -383,18 +373,11 @@ mod tests {
             (b"Content-Type: text/html\n\n", b""),
         ] {
             let (h, b) = scan_all(input).unwrap();
-            assert_eq!(
-                h.content_type.as_deref(),
-                Some(&b"text/html"[..]),
-                "{input:?}"
-            );
+            assert_eq!(h.content_type.as_deref(), Some(&b"text/html"[..]), "{input:?}");
             assert_eq!(b, body, "{input:?}");
         }
         // An empty header block.
-        assert_eq!(
-            scan_all(b"\n\nx").unwrap(),
-            (ResponseHead::default(), b"x".to_vec())
-        );
+        assert_eq!(scan_all(b"\n\nx").unwrap(), (ResponseHead::default(), b"x".to_vec()));
         assert_eq!(
             scan_all(b"\r\n\r\nx").unwrap(),
             (ResponseHead::default(), b"x".to_vec())
@@ -425,31 +408,21 @@ mod tests {
 
     #[test]
     fn split_at_every_byte_and_byte_by_byte() {
-        let input: &[u8] =
-            b"Status: 404 Not Found\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n\
+        let input: &[u8] = b"Status: 404 Not Found\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n\
 X-Fold: one\r\n  two\r\nSet-Cookie: b=2\r\nLocation: /x\r\n\r\nbody\r\n\r\nmore";
         let expect = scan_all(input).unwrap();
         assert_eq!(expect.1, b"body\r\n\r\nmore");
         for i in 0..=input.len() {
             let (a, b) = input.split_at(i);
-            let got = feed(&mut HeaderScanner::new(LIMIT), &[a, b])
-                .unwrap()
-                .unwrap();
+            let got = feed(&mut HeaderScanner::new(LIMIT), &[a, b]).unwrap().unwrap();
             assert_eq!(got, expect, "split at {i}");
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(
-            feed(&mut HeaderScanner::new(LIMIT), &bytes)
-                .unwrap()
-                .unwrap(),
-            expect
-        );
+        assert_eq!(feed(&mut HeaderScanner::new(LIMIT), &bytes).unwrap().unwrap(), expect);
         // Terminator variants split inside the terminator.
         for input in [&b"A: b\n\r\nZ"[..], b"A: b\r\n\r\nZ", b"A: b\n\nZ"] {
             let bytes: Vec<&[u8]> = input.chunks(1).collect();
-            let (h, body) = feed(&mut HeaderScanner::new(LIMIT), &bytes)
-                .unwrap()
-                .unwrap();
+            let (h, body) = feed(&mut HeaderScanner::new(LIMIT), &bytes).unwrap().unwrap();
             assert_eq!((h.other.len(), body.as_slice()), (1, &b"Z"[..]));
         }
     }
@@ -523,10 +496,7 @@ Location: /2\nContent-Length: 1\nContent-Length: 2\n\n",
     #[test]
     fn malformed_lines() {
         assert_eq!(err(b"NoColonHere\n\n"), "malformed header 'NoColonHere'");
-        assert_eq!(
-            err(b"NoColonHere  \r\n\r\n"),
-            "malformed header 'NoColonHere'"
-        );
+        assert_eq!(err(b"NoColonHere  \r\n\r\n"), "malformed header 'NoColonHere'");
         assert_eq!(err(b"X Y: z\n\n"), "malformed header 'X Y  z'");
         assert_eq!(err(b"X\tY: z\n\n"), "malformed header 'X\tY  z'");
         assert_eq!(err(b": v\n\n"), "malformed header '  v'");
@@ -535,10 +505,7 @@ Location: /2\nContent-Length: 1\nContent-Length: 2\n\n",
             "malformed header '  : v'",
             "continuation with nothing to continue"
         );
-        assert_eq!(
-            err(b"A: 1\nbad line\nStatus: -1\n\n"),
-            "malformed header 'bad line'"
-        );
+        assert_eq!(err(b"A: 1\nbad line\nStatus: -1\n\n"), "malformed header 'bad line'");
         assert_eq!(
             err(b"Status: -1\nbad line\n\n"),
             "invalid Status '-1'",
@@ -576,11 +543,7 @@ Location: /2\nContent-Length: 1\nContent-Length: 2\n\n",
         let h = head(b"Status: 404\n Not Found\n\n");
         assert_eq!(h.status, Some((404, b"404 Not Found".to_vec())));
         let h = head(b"X-A: a\n   \nX-B: b\n\n");
-        assert_eq!(
-            h.other[0],
-            (b"X-A".to_vec(), b"a".to_vec()),
-            "blank fold adds nothing"
-        );
+        assert_eq!(h.other[0], (b"X-A".to_vec(), b"a".to_vec()), "blank fold adds nothing");
     }
 
     #[test]
@@ -591,9 +554,7 @@ Location: /2\nContent-Length: 1\nContent-Length: 2\n\n",
 
     #[test]
     fn non_utf8_kept_losslessly() {
-        let h = head(
-            b"Content-Disposition: attachment; filename=\"\xe9t\xe9.txt\"\n\xff-X: \x80\x81\n\n",
-        );
+        let h = head(b"Content-Disposition: attachment; filename=\"\xe9t\xe9.txt\"\n\xff-X: \x80\x81\n\n");
         assert_eq!(h.other[0].1, b"attachment; filename=\"\xe9t\xe9.txt\"");
         assert_eq!(h.other[1], (b"\xff-X".to_vec(), b"\x80\x81".to_vec()));
     }
@@ -666,14 +627,8 @@ Location: /2\nContent-Length: 1\nContent-Length: 2\n\n",
                 Redirect::External(u) => format!("external {}", String::from_utf8_lossy(u)),
             })
         };
-        assert_eq!(
-            kind(b"Location: /next?q=1\n\n").as_deref(),
-            Some("internal /next?q=1")
-        );
-        assert_eq!(
-            kind(b"Status: 200\nLocation: /n\n\n").as_deref(),
-            Some("internal /n")
-        );
+        assert_eq!(kind(b"Location: /next?q=1\n\n").as_deref(), Some("internal /next?q=1"));
+        assert_eq!(kind(b"Status: 200\nLocation: /n\n\n").as_deref(), Some("internal /n"));
         assert_eq!(
             kind(b"Status: 200 OK\nLocation: /n\n\n").as_deref(),
             Some("internal /n")
@@ -682,10 +637,7 @@ Location: /2\nContent-Length: 1\nContent-Length: 2\n\n",
             kind(b"Location: http://e/\nContent-Type: text/html\n\n").as_deref(),
             Some("external http://e/")
         );
-        assert_eq!(
-            kind(b"Location: foo/bar\n\n").as_deref(),
-            Some("external foo/bar")
-        );
+        assert_eq!(kind(b"Location: foo/bar\n\n").as_deref(), Some("external foo/bar"));
         assert_eq!(kind(b"Status: 302\nLocation: /n\n\n"), None);
         assert_eq!(kind(b"Status: 301 Moved\nLocation: http://e/\n\n"), None);
         assert_eq!(kind(b"Status: abc\nLocation: /n\n\n"), None);

@@ -98,20 +98,12 @@ impl StderrLines {
 
     /// Handles the text of one line up to (not including) its end, or up to the end of the
     /// input when `terminated` is false.
-    fn line_piece(
-        &mut self,
-        mut piece: &[u8],
-        terminated: bool,
-        emit: &mut dyn FnMut(StderrEvent<'_>),
-    ) {
+    fn line_piece(&mut self, mut piece: &[u8], terminated: bool, emit: &mut dyn FnMut(StderrEvent<'_>)) {
         if self.len == 0 && terminated {
             // Fast path: the whole line is in the input, hand it out without copying.
             let too_long = self.long_line || piece.len() > STDERR_LINE_MAX;
             for chunk in piece.chunks(STDERR_LINE_MAX) {
-                emit(StderrEvent::Line {
-                    text: chunk,
-                    too_long,
-                });
+                emit(StderrEvent::Line { text: chunk, too_long });
             }
             self.long_line = false;
             return;
@@ -231,10 +223,7 @@ mod tests {
             [Ev::Line(text.clone(), false)]
         );
         let bytes: Vec<&[u8]> = with_nl.chunks(1).collect();
-        assert_eq!(
-            run(&mut StderrLines::new(), &bytes),
-            [Ev::Line(text.clone(), false)]
-        );
+        assert_eq!(run(&mut StderrLines::new(), &bytes), [Ev::Line(text.clone(), false)]);
         let mut s = StderrLines::new();
         assert!(run(&mut s, &[&text]).is_empty());
         assert_eq!(s.finish(), Some(&text[..]));
@@ -254,11 +243,7 @@ mod tests {
         assert_eq!(run(&mut StderrLines::new(), &[&input]), expect);
         for i in 0..=input.len() {
             let (a, b) = input.split_at(i);
-            assert_eq!(
-                run(&mut StderrLines::new(), &[a, b]),
-                expect,
-                "split at {i}"
-            );
+            assert_eq!(run(&mut StderrLines::new(), &[a, b]), expect, "split at {i}");
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(run(&mut StderrLines::new(), &bytes), expect);
@@ -266,13 +251,7 @@ mod tests {
         let mut two = vec![b'z'; 2 * STDERR_LINE_MAX];
         two.push(b'\n');
         let ev = run(&mut StderrLines::new(), &[&two[..1500], &two[1500..]]);
-        assert_eq!(
-            ev,
-            [
-                Ev::Line(vec![b'z'; 1023], true),
-                Ev::Line(vec![b'z'; 1023], true)
-            ]
-        );
+        assert_eq!(ev, [Ev::Line(vec![b'z'; 1023], true), Ev::Line(vec![b'z'; 1023], true)]);
         // Unterminated long tail: pieces while streaming, the rest on finish.
         let mut s = StderrLines::new();
         let ev = run(&mut s, &[&text]);

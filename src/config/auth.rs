@@ -25,11 +25,7 @@ pub enum AuthRole {
 }
 
 impl AuthRole {
-    pub const ALL: [AuthRole; 3] = [
-        AuthRole::Authenticator,
-        AuthRole::Authorizer,
-        AuthRole::AccessChecker,
-    ];
+    pub const ALL: [AuthRole; 3] = [AuthRole::Authenticator, AuthRole::Authorizer, AuthRole::AccessChecker];
 
     /// The role whose application directive is `name`
     /// (`FastCgiAuthenticator`, ...), case-insensitively.
@@ -101,12 +97,7 @@ pub fn parse_auth(
         };
         match fs.stat(&abs) {
             Err(e) if is_missing(&e) => {}
-            Err(e) => {
-                return Err(not_usable(format!(
-                    "stat({shown}) failed: {}",
-                    strerror(&e)
-                )))
-            }
+            Err(e) => return Err(not_usable(format!("stat({shown}) failed: {}", strerror(&e)))),
             Ok(info) if info.is_dir => return Err(not_usable("script is a directory!".into())),
             Ok(info) => {
                 if state.wrapper_path().is_none() {
@@ -160,24 +151,11 @@ impl DirAuthConfig {
     /// Child settings win; unset child fields inherit the parent's.
     pub fn merge(parent: &DirAuthConfig, child: &DirAuthConfig) -> DirAuthConfig {
         DirAuthConfig {
-            authenticator: child
-                .authenticator
-                .clone()
-                .or_else(|| parent.authenticator.clone()),
-            authenticator_authoritative: child
-                .authenticator_authoritative
-                .or(parent.authenticator_authoritative),
-            authorizer: child
-                .authorizer
-                .clone()
-                .or_else(|| parent.authorizer.clone()),
-            authorizer_authoritative: child
-                .authorizer_authoritative
-                .or(parent.authorizer_authoritative),
-            access_checker: child
-                .access_checker
-                .clone()
-                .or_else(|| parent.access_checker.clone()),
+            authenticator: child.authenticator.clone().or_else(|| parent.authenticator.clone()),
+            authenticator_authoritative: child.authenticator_authoritative.or(parent.authenticator_authoritative),
+            authorizer: child.authorizer.clone().or_else(|| parent.authorizer.clone()),
+            authorizer_authoritative: child.authorizer_authoritative.or(parent.authorizer_authoritative),
+            access_checker: child.access_checker.clone().or_else(|| parent.access_checker.clone()),
             access_checker_authoritative: child
                 .access_checker_authoritative
                 .or(parent.access_checker_authoritative),
@@ -186,15 +164,9 @@ impl DirAuthConfig {
 
     fn slots(&mut self, role: AuthRole) -> (&mut Option<AuthSpec>, &mut Option<bool>) {
         match role {
-            AuthRole::Authenticator => (
-                &mut self.authenticator,
-                &mut self.authenticator_authoritative,
-            ),
+            AuthRole::Authenticator => (&mut self.authenticator, &mut self.authenticator_authoritative),
             AuthRole::Authorizer => (&mut self.authorizer, &mut self.authorizer_authoritative),
-            AuthRole::AccessChecker => (
-                &mut self.access_checker,
-                &mut self.access_checker_authoritative,
-            ),
+            AuthRole::AccessChecker => (&mut self.access_checker, &mut self.access_checker_authoritative),
         }
     }
 

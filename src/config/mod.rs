@@ -79,12 +79,11 @@ use std::path::{Path, PathBuf};
 pub use auth::{parse_auth, AuthRole, AuthSpec, DirAuthConfig};
 pub use md5::{md5, md5_hex};
 pub use paths::{
-    check_access, default_static_socket, dynamic_socket, executable_by, normalize_path, FileInfo,
-    FileProbe, OsProbe, Want, MAX_UNIX_SOCKET_PATH,
+    check_access, default_static_socket, dynamic_socket, executable_by, normalize_path, FileInfo, FileProbe, OsProbe,
+    Want, MAX_UNIX_SOCKET_PATH,
 };
 pub use system::{
-    system_getenv, system_gid_by_name, system_group_by_gid, system_resolve, system_uid_by_name,
-    system_user_by_uid,
+    system_getenv, system_gid_by_name, system_group_by_gid, system_resolve, system_uid_by_name, system_user_by_uid,
 };
 pub use tokenize::tokenize;
 
@@ -95,8 +94,7 @@ pub const MAX_INIT_ENV_VARS: usize = 64;
 
 /// Config-time warning for `-user`/`-group` without a wrapper (CFG-41); the
 /// glue logs it at warn level (see [`ConfigState::take_warnings`]).
-pub const NO_WRAPPER_WARNING: &str =
-    "FastCGI: there is no fastcgi wrapper set, user/group options are ignored";
+pub const NO_WRAPPER_WARNING: &str = "FastCGI: there is no fastcgi wrapper set, user/group options are ignored";
 
 /// Everything about the running httpd that parsing needs, injected so parsing
 /// stays pure and testable.
@@ -365,12 +363,7 @@ fn with_space(path: &Option<String>) -> String {
     path.as_ref().map(|p| format!(" {p}")).unwrap_or_default()
 }
 
-fn redefinition_text(
-    directive: &str,
-    path: &str,
-    kind: &ServerKind,
-    ids: &Option<(u32, u32)>,
-) -> String {
+fn redefinition_text(directive: &str, path: &str, kind: &ServerKind, ids: &Option<(u32, u32)>) -> String {
     let what = match kind {
         ServerKind::Static => "a previously defined FastCGI server",
         ServerKind::External => "previously defined class",
@@ -506,11 +499,7 @@ pub struct ConfigState {
 
 impl ConfigState {
     pub fn new(env: ParseEnv) -> Self {
-        let ipc = normalize_path(
-            &env.server_root,
-            &env.default_ipc_dir.to_string_lossy(),
-            false,
-        );
+        let ipc = normalize_path(&env.server_root, &env.default_ipc_dir.to_string_lossy(), false);
         ConfigState {
             ipc_dir: trim_trailing_slashes(ipc),
             env,
@@ -585,10 +574,7 @@ impl ConfigState {
     /// wrapper identities (see [`ConfigState::find_server_for_identity`]).
     pub fn find_server(&self, filename: &Path) -> Option<&Server> {
         let p = no2slash(filename.as_os_str().as_bytes());
-        self.servers
-            .iter()
-            .rev()
-            .find(|s| prefix_matches(s.path(), &p))
+        self.servers.iter().rev().find(|s| prefix_matches(s.path(), &p))
     }
 
     /// RT-10 with RT-16: with a wrapper, the server's uid/gid must also equal
@@ -597,8 +583,7 @@ impl ConfigState {
         let p = no2slash(filename.as_os_str().as_bytes());
         self.servers.iter().rev().find(|s| {
             prefix_matches(s.path(), &p)
-                && (self.wrapper.is_none()
-                    || s.identity().is_some_and(|i| i.uid == uid && i.gid == gid))
+                && (self.wrapper.is_none() || s.identity().is_some_and(|i| i.uid == uid && i.gid == gid))
         })
     }
 
@@ -655,10 +640,7 @@ impl ConfigState {
         }
         Ok(match word.split_once('=') {
             Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (
-                word.to_string(),
-                (self.env.getenv)(word).unwrap_or_default(),
-            ),
+            None => (word.to_string(), (self.env.getenv)(word).unwrap_or_default()),
         })
     }
 
@@ -673,12 +655,8 @@ impl ConfigState {
         if self.wrapper.is_none() {
             let id = self.fcgi_identity();
             let in_group = fs.user_in_group(&id.user, info.gid);
-            executable_by(&info, id.uid, id.gid, in_group).map_err(|r| {
-                format!(
-                    "access for server (uid {}, gid {}) not allowed: {r}",
-                    id.uid, id.gid
-                )
-            })?;
+            executable_by(&info, id.uid, id.gid, in_group)
+                .map_err(|r| format!("access for server (uid {}, gid {}) not allowed: {r}", id.uid, id.gid))?;
         }
         Ok(())
     }
@@ -702,31 +680,23 @@ impl ConfigState {
             subject: path.to_string(),
             reason: format!("invalid user or group: {reason}"),
         };
-        let user = opts
-            .user
-            .clone()
-            .unwrap_or_else(|| format!("#{}", self.env.uid));
-        let group = opts
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("#{}", self.env.gid));
-        let uid = id_of(&user, self.env.uid_by_name)
-            .ok_or_else(|| fail(format!("bad user name {user}")))?;
-        let gid = id_of(&group, self.env.gid_by_name)
-            .ok_or_else(|| fail(format!("bad group name {group}")))?;
+        let user = opts.user.clone().unwrap_or_else(|| format!("#{}", self.env.uid));
+        let group = opts.group.clone().unwrap_or_else(|| format!("#{}", self.env.gid));
+        let uid = id_of(&user, self.env.uid_by_name).ok_or_else(|| fail(format!("bad user name {user}")))?;
+        let gid = id_of(&group, self.env.gid_by_name).ok_or_else(|| fail(format!("bad group name {group}")))?;
         if uid == 0 || gid == 0 {
-            return Err(fail(
-                "invalid uid or gid, see the -user and -group options".into(),
-            ));
+            return Err(fail("invalid uid or gid, see the -user and -group options".into()));
         }
         let user_name = (self.env.user_by_uid)(uid).ok_or_else(|| {
             fail(format!(
-                "getpwuid() couldn't determine the username for uid '{uid}', you probably need to modify the User directive"
+                "getpwuid() couldn't determine the username for uid '{uid}', \
+                 you probably need to modify the User directive"
             ))
         })?;
         let group_name = (self.env.group_by_gid)(gid).ok_or_else(|| {
             fail(format!(
-                "getgrgid() couldn't determine the group name for gid '{gid}', you probably need to modify the Group directive"
+                "getgrgid() couldn't determine the group name for gid '{gid}', \
+                 you probably need to modify the Group directive"
             ))
         })?;
         Ok(Some(Identity {
@@ -747,9 +717,7 @@ impl ConfigState {
         identity: Option<&Identity>,
     ) -> Result<(), ConfigError> {
         let taken = match identity {
-            Some(id) => self
-                .find_server_for_identity(path, id.uid, id.gid)
-                .is_some(),
+            Some(id) => self.find_server_for_identity(path, id.uid, id.gid).is_some(),
             None => self.find_server(path).is_some(),
         };
         if taken {
@@ -764,12 +732,7 @@ impl ConfigState {
     }
 
     /// `FastCgiServer <path> [option ...]` (alias `AppClass`), 2.2.
-    pub fn fastcgi_server(
-        &mut self,
-        directive_name: &str,
-        args: &str,
-        fs: &dyn FileProbe,
-    ) -> Result<(), ConfigError> {
+    pub fn fastcgi_server(&mut self, directive_name: &str, args: &str, fs: &dyn FileProbe) -> Result<(), ConfigError> {
         let directive = directive_name;
         let mut words = tokenize(args).into_iter();
         let raw = value(&mut words);
@@ -817,24 +780,13 @@ impl ConfigState {
                 continue;
             }
             match lower.as_str() {
-                "-processes" => {
-                    s.processes = values::unsigned(&value(&mut words), 1).map_err(invalid)?
-                }
-                "-restart-delay" => {
-                    s.restart_delay = values::unsigned(&value(&mut words), 0).map_err(invalid)?
-                }
-                "-init-start-delay" => {
-                    s.init_start_delay = values::signed(&value(&mut words), 0).map_err(invalid)?
-                }
-                "-min-server-life" => {
-                    s.min_server_life = values::unsigned(&value(&mut words), 0).map_err(invalid)?
-                }
-                "-priority" => {
-                    s.priority = values::unsigned(&value(&mut words), 0).map_err(invalid)?
-                }
+                "-processes" => s.processes = values::unsigned(&value(&mut words), 1).map_err(invalid)?,
+                "-restart-delay" => s.restart_delay = values::unsigned(&value(&mut words), 0).map_err(invalid)?,
+                "-init-start-delay" => s.init_start_delay = values::signed(&value(&mut words), 0).map_err(invalid)?,
+                "-min-server-life" => s.min_server_life = values::unsigned(&value(&mut words), 0).map_err(invalid)?,
+                "-priority" => s.priority = values::unsigned(&value(&mut words), 0).map_err(invalid)?,
                 "-listen-queue-depth" => {
-                    s.listen_queue_depth =
-                        values::unsigned(&value(&mut words), 1).map_err(invalid)?
+                    s.listen_queue_depth = values::unsigned(&value(&mut words), 1).map_err(invalid)?
                 }
                 "-port" => port = Some(values::bind_address(&value(&mut words)).map_err(invalid)?),
                 "-socket" => socket = Some(text(&mut words).map_err(invalid)?),
@@ -864,19 +816,14 @@ impl ConfigState {
             self.check_redefinition(directive, &path, ServerKind::Static, s.identity.as_ref())?;
         }
         if socket.is_some() && port.is_some() {
-            return Err(subject_err(
-                "-port and -socket are mutually exclusive options".into(),
-            ));
+            return Err(subject_err("-port and -socket are mutually exclusive options".into()));
         }
         s.listen = match (port, socket) {
             (Some(addr), _) => StaticListen::Tcp(addr),
             (None, Some(name)) => StaticListen::Unix(self.socket_path(&name)),
             (None, None) => {
                 let dir = self.fix_ipc_dir();
-                let names = s
-                    .identity
-                    .as_ref()
-                    .map(|i| (i.user.as_str(), i.group.as_str()));
+                let names = s.identity.as_ref().map(|i| (i.user.as_str(), i.group.as_str()));
                 StaticListen::Unix(default_static_socket(&dir, &path, names))
             }
         };
@@ -943,11 +890,7 @@ impl ConfigState {
             self.check_redefinition(directive, &path, ServerKind::External, identity.as_ref())?;
         }
         let addr = match (host, socket) {
-            (Some(_), Some(_)) => {
-                return Err(subject_err(
-                    "-host and -socket are mutually exclusive options".into(),
-                ))
-            }
+            (Some(_), Some(_)) => return Err(subject_err("-host and -socket are mutually exclusive options".into())),
             (None, None) => return Err(subject_err("-socket or -host option missing".into())),
             (Some((h, port)), None) => AppAddr::Tcp(self.resolve(&h, port).map_err(subject_err)?),
             (None, Some(name)) => {
@@ -976,10 +919,7 @@ impl ConfigState {
             return Err(failed);
         }
         match (self.env.resolve)(host, port) {
-            Ok(addrs) => addrs
-                .first()
-                .map(|a| SocketAddr::new(a.ip(), port))
-                .ok_or(failed),
+            Ok(addrs) => addrs.first().map(|a| SocketAddr::new(a.ip(), port)).ok_or(failed),
             Err(e) => Err(format!("{failed}: {}", strerror(&e))),
         }
     }
@@ -1003,24 +943,12 @@ impl ConfigState {
             let lower = option.to_ascii_lowercase();
             let w = &mut words;
             match lower.as_str() {
-                "-maxprocesses" => {
-                    d.max_processes = values::unsigned(&value(w), 1).map_err(invalid)?
-                }
-                "-minprocesses" => {
-                    d.min_processes = values::signed(&value(w), 0).map_err(invalid)?
-                }
-                "-maxclassprocesses" => {
-                    d.max_class_processes = values::signed(&value(w), 1).map_err(invalid)?
-                }
-                "-killinterval" => {
-                    d.kill_interval = values::unsigned(&value(w), 1).map_err(invalid)?
-                }
-                "-updateinterval" => {
-                    d.update_interval = values::unsigned(&value(w), 1).map_err(invalid)?
-                }
-                "-gainvalue" => {
-                    d.gain_value = values::float(&value(w), 0.0, 1.0).map_err(invalid)?
-                }
+                "-maxprocesses" => d.max_processes = values::unsigned(&value(w), 1).map_err(invalid)?,
+                "-minprocesses" => d.min_processes = values::signed(&value(w), 0).map_err(invalid)?,
+                "-maxclassprocesses" => d.max_class_processes = values::signed(&value(w), 1).map_err(invalid)?,
+                "-killinterval" => d.kill_interval = values::unsigned(&value(w), 1).map_err(invalid)?,
+                "-updateinterval" => d.update_interval = values::unsigned(&value(w), 1).map_err(invalid)?,
+                "-gainvalue" => d.gain_value = values::float(&value(w), 0.0, 1.0).map_err(invalid)?,
                 "-singlethreshold" | "-singlethreshhold" => {
                     d.single_threshold = values::signed(&value(w), 0).map_err(invalid)?
                 }
@@ -1033,27 +961,13 @@ impl ConfigState {
                     env.push(entry);
                 }
                 "-pass-header" => d.pass_headers.push(text(w).map_err(invalid)?),
-                "-appconntimeout" => {
-                    d.app_conn_timeout = values::unsigned(&value(w), 0).map_err(invalid)?
-                }
-                "-idle-timeout" => {
-                    d.idle_timeout = values::unsigned(&value(w), 1).map_err(invalid)?
-                }
-                "-listen-queue-depth" => {
-                    d.listen_queue_depth = values::unsigned(&value(w), 1).map_err(invalid)?
-                }
-                "-min-server-life" => {
-                    d.min_server_life = values::signed(&value(w), 0).map_err(invalid)?
-                }
-                "-restart-delay" => {
-                    d.restart_delay = values::unsigned(&value(w), 0).map_err(invalid)?
-                }
-                "-init-start-delay" => {
-                    d.init_start_delay = values::unsigned(&value(w), 0).map_err(invalid)?
-                }
-                "-processslack" => {
-                    d.process_slack = values::unsigned(&value(w), 1).map_err(invalid)?
-                }
+                "-appconntimeout" => d.app_conn_timeout = values::unsigned(&value(w), 0).map_err(invalid)?,
+                "-idle-timeout" => d.idle_timeout = values::unsigned(&value(w), 1).map_err(invalid)?,
+                "-listen-queue-depth" => d.listen_queue_depth = values::unsigned(&value(w), 1).map_err(invalid)?,
+                "-min-server-life" => d.min_server_life = values::signed(&value(w), 0).map_err(invalid)?,
+                "-restart-delay" => d.restart_delay = values::unsigned(&value(w), 0).map_err(invalid)?,
+                "-init-start-delay" => d.init_start_delay = values::unsigned(&value(w), 0).map_err(invalid)?,
+                "-processslack" => d.process_slack = values::unsigned(&value(w), 1).map_err(invalid)?,
                 "-priority" => d.priority = values::unsigned(&value(w), 0).map_err(invalid)?,
                 "-restart" => d.restart = true,
                 "-autoupdate" => d.auto_update = true,
@@ -1094,9 +1008,7 @@ impl ConfigState {
         }
         self.check_identity(NAME, arg)?;
         if !self.servers.is_empty() {
-            return Err(ConfigError::MustPrecede {
-                directive: NAME.into(),
-            });
+            return Err(ConfigError::MustPrecede { directive: NAME.into() });
         }
         let dir = trim_trailing_slashes(normalize_path(&self.env.server_root, arg, false));
         let previous = std::mem::replace(&mut self.ipc_dir, dir);
@@ -1120,12 +1032,8 @@ impl ConfigState {
     pub fn prepare_ipc_dir(&self, fs: &dyn FileProbe) -> Result<(), String> {
         self.prepare_dir(&self.ipc_dir, fs)?;
         let dynamic = self.dynamic_dir();
-        self.prepare_dir(&dynamic, fs).map_err(|e| {
-            format!(
-                "can't create dynamic directory \"{}\": {e}",
-                dynamic.display()
-            )
-        })
+        self.prepare_dir(&dynamic, fs)
+            .map_err(|e| format!("can't create dynamic directory \"{}\": {e}", dynamic.display()))
     }
 
     fn prepare_dir(&self, dir: &Path, fs: &dyn FileProbe) -> Result<(), String> {
@@ -1152,23 +1060,14 @@ impl ConfigState {
             Ok(info) => {
                 let id = self.fcgi_identity();
                 let in_group = fs.user_in_group(&id.user, info.gid);
-                check_access(&info, Want::ALL, id.uid, id.gid, in_group).map_err(|r| {
-                    format!(
-                        "access for server (uid {}, gid {}) failed: {r}",
-                        id.uid, id.gid
-                    )
-                })
+                check_access(&info, Want::ALL, id.uid, id.gid, in_group)
+                    .map_err(|r| format!("access for server (uid {}, gid {}) failed: {r}", id.uid, id.gid))
             }
         }
     }
 
     /// `FastCgiWrapper On|Off|<path>` (alias `FastCgiSuexec`), 2.6.
-    pub fn wrapper(
-        &mut self,
-        directive_name: &str,
-        arg: &str,
-        fs: &dyn FileProbe,
-    ) -> Result<(), ConfigError> {
+    pub fn wrapper(&mut self, directive_name: &str, arg: &str, fs: &dyn FileProbe) -> Result<(), ConfigError> {
         let directive = directive_name;
         if let Some(previous) = &self.wrapper {
             return Err(ConfigError::AlreadySet {
@@ -1186,24 +1085,16 @@ impl ConfigState {
             return Ok(());
         }
         let wrapper = if arg.eq_ignore_ascii_case("on") {
-            self.env
-                .suexec_path
-                .clone()
-                .ok_or_else(|| ConfigError::Directive {
-                    directive: directive.to_string(),
-                    reason: "\"On\" selects httpd's suexec, but this httpd has no suexec binary"
-                        .into(),
-                })?
+            self.env.suexec_path.clone().ok_or_else(|| ConfigError::Directive {
+                directive: directive.to_string(),
+                reason: "\"On\" selects httpd's suexec, but this httpd has no suexec binary".into(),
+            })?
         } else {
             normalize_path(&self.env.server_root, arg, false)
         };
         let id = self.fcgi_identity();
         let checked = match fs.stat(&wrapper) {
-            Err(e) => Err(format!(
-                "stat({}) failed: {}",
-                wrapper.display(),
-                strerror(&e)
-            )),
+            Err(e) => Err(format!("stat({}) failed: {}", wrapper.display(), strerror(&e))),
             Ok(info) => {
                 let in_group = fs.user_in_group(&id.user, info.gid);
                 executable_by(&info, id.uid, id.gid, in_group).map_err(str::to_string)

@@ -92,13 +92,7 @@ impl Want {
 /// file, else the group bits when `gid` is the file's group or the user is a
 /// member of it (`in_group`), else the "other" bits. Root gets no special
 /// treatment (as in legacy). Returns the legacy reason text on refusal.
-pub fn check_access(
-    info: &FileInfo,
-    want: Want,
-    uid: u32,
-    gid: u32,
-    in_group: bool,
-) -> Result<(), &'static str> {
+pub fn check_access(info: &FileInfo, want: Want, uid: u32, gid: u32, in_group: bool) -> Result<(), &'static str> {
     let (r, w, x, refusals) = if uid == info.uid {
         (
             0o400,
@@ -126,11 +120,7 @@ pub fn check_access(
             0o004,
             0o002,
             0o001,
-            [
-                "read not allowed",
-                "write not allowed",
-                "execute not allowed",
-            ],
+            ["read not allowed", "write not allowed", "execute not allowed"],
         )
     };
     if want.read && info.mode & r == 0 {
@@ -147,12 +137,7 @@ pub fn check_access(
 
 /// [`check_access`] for execute permission only (application and wrapper
 /// checks).
-pub fn executable_by(
-    info: &FileInfo,
-    uid: u32,
-    gid: u32,
-    in_group: bool,
-) -> Result<(), &'static str> {
+pub fn executable_by(info: &FileInfo, uid: u32, gid: u32, in_group: bool) -> Result<(), &'static str> {
     check_access(info, Want::EXECUTE, uid, gid, in_group)
 }
 
@@ -231,11 +216,7 @@ pub(crate) fn getparents(name: &[u8]) -> Vec<u8> {
     // c) remove "xx/../" segments (including a leading "../" and "/../")
     let mut l = first_dot.min(n.len());
     while l < n.len() {
-        if n[l] == b'.'
-            && at(&n, l + 1) == b'.'
-            && at(&n, l + 2) == b'/'
-            && (l == 0 || n[l - 1] == b'/')
-        {
+        if n[l] == b'.' && at(&n, l + 1) == b'.' && at(&n, l + 2) == b'/' && (l == 0 || n[l - 1] == b'/') {
             let m = l + 3;
             let mut k = l as isize - 2;
             if k >= 0 {
@@ -285,11 +266,7 @@ fn hashed_name(app_path: &Path, user: &str, group: &str) -> String {
 /// CFG-10: the socket of a static server given neither `-socket` nor `-port`:
 /// `<ipc_dir>/<md5 of the path>`, or, with a wrapper, of path + user name +
 /// group name.
-pub fn default_static_socket(
-    ipc_dir: &Path,
-    app_path: &Path,
-    wrapper_user_group: Option<(&str, &str)>,
-) -> PathBuf {
+pub fn default_static_socket(ipc_dir: &Path, app_path: &Path, wrapper_user_group: Option<(&str, &str)>) -> PathBuf {
     let (user, group) = wrapper_user_group.unwrap_or(("", ""));
     ipc_dir.join(hashed_name(app_path, user, group))
 }
@@ -298,18 +275,13 @@ pub fn default_static_socket(
 /// `<ipc_dir>/dynamic/<md5 of path + user + group>`, where user and group are
 /// `"-"`, `"-"` without a wrapper.
 pub fn dynamic_socket(ipc_dir: &Path, app_path: &Path, user: &str, group: &str) -> PathBuf {
-    ipc_dir
-        .join("dynamic")
-        .join(hashed_name(app_path, user, group))
+    ipc_dir.join("dynamic").join(hashed_name(app_path, user, group))
 }
 
 /// The `sun_path` length check (`fcgi_util_socket_make_domain_addr`).
 pub(crate) fn check_socket_len(sock: &Path) -> Result<(), String> {
     if sock.as_os_str().len() > MAX_UNIX_SOCKET_PATH {
-        return Err(format!(
-            "path \"{}\" is too long for a Domain socket",
-            sock.display()
-        ));
+        return Err(format!("path \"{}\" is too long for a Domain socket", sock.display()));
     }
     Ok(())
 }

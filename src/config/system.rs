@@ -22,11 +22,7 @@ pub fn system_getenv(name: &str) -> Option<String> {
 
 /// The colon-separated fields of the first line of `content` whose field
 /// `key_index` equals `key`.
-pub(crate) fn find_entry<'a>(
-    content: &'a str,
-    key_index: usize,
-    key: &str,
-) -> Option<Vec<&'a str>> {
+pub(crate) fn find_entry<'a>(content: &'a str, key_index: usize, key: &str) -> Option<Vec<&'a str>> {
     content
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -40,18 +36,12 @@ fn read(path: &str) -> String {
 
 /// Numeric uid of a user name, from `/etc/passwd`.
 pub fn system_uid_by_name(name: &str) -> Option<u32> {
-    find_entry(&read("/etc/passwd"), 0, name)?
-        .get(2)?
-        .parse()
-        .ok()
+    find_entry(&read("/etc/passwd"), 0, name)?.get(2)?.parse().ok()
 }
 
 /// Numeric gid of a group name, from `/etc/group`.
 pub fn system_gid_by_name(name: &str) -> Option<u32> {
-    find_entry(&read("/etc/group"), 0, name)?
-        .get(2)?
-        .parse()
-        .ok()
+    find_entry(&read("/etc/group"), 0, name)?.get(2)?.parse().ok()
 }
 
 /// User name of a uid, from `/etc/passwd`.
@@ -72,12 +62,8 @@ pub(crate) fn group_members(gid: u32) -> Vec<String> {
 pub(crate) fn members_of(group_file: &str, gid: u32) -> Vec<String> {
     find_entry(group_file, 2, &gid.to_string())
         .and_then(|f| {
-            f.get(3).map(|m| {
-                m.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+            f.get(3)
+                .map(|m| m.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         })
         .unwrap_or_default()
 }

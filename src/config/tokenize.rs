@@ -34,10 +34,7 @@ pub fn tokenize(args: &str) -> Vec<String> {
             let start = i + 1;
             let mut end = start;
             while end < b.len() && b[end] != quote {
-                if b[end] == b'\\'
-                    && end + 1 < b.len()
-                    && (b[end + 1] == quote || b[end + 1] == b'\\')
-                {
+                if b[end] == b'\\' && end + 1 < b.len() && (b[end + 1] == quote || b[end + 1] == b'\\') {
                     end += 2;
                 } else {
                     end += 1;
@@ -61,8 +58,7 @@ fn unescape(s: &[u8], quote: Option<u8>) -> String {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        let escapes_next =
-            s[i] == b'\\' && i + 1 < s.len() && (s[i + 1] == b'\\' || Some(s[i + 1]) == quote);
+        let escapes_next = s[i] == b'\\' && i + 1 < s.len() && (s[i + 1] == b'\\' || Some(s[i + 1]) == quote);
         if escapes_next {
             out.push(s[i + 1]);
             i += 2;

@@ -129,9 +129,7 @@ enum SplitError {
 fn split_host_port(txt: &str) -> Result<(&str, &str), SplitError> {
     if let Some(rest) = txt.strip_prefix('[') {
         let close = rest.find(']').ok_or(SplitError::UnclosedBracket)?;
-        let port = rest[close + 1..]
-            .strip_prefix(':')
-            .ok_or(SplitError::MissingPort)?;
+        let port = rest[close + 1..].strip_prefix(':').ok_or(SplitError::MissingPort)?;
         return Ok((&rest[..close], port));
     }
     if txt.parse::<Ipv6Addr>().is_ok() {
@@ -143,9 +141,9 @@ fn split_host_port(txt: &str) -> Result<(&str, &str), SplitError> {
 fn split_reason(txt: &str, e: SplitError) -> String {
     match e {
         SplitError::MissingPort => "missing port specification".into(),
-        SplitError::UnbracketedIpv6 => format!(
-            "missing port specification (an IPv6 address with a port is written [{txt}]:port)"
-        ),
+        SplitError::UnbracketedIpv6 => {
+            format!("missing port specification (an IPv6 address with a port is written [{txt}]:port)")
+        }
         SplitError::UnclosedBracket => format!("missing \"]\" in \"{txt}\""),
     }
 }

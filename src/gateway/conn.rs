@@ -7,8 +7,8 @@ use crate::config::AppAddr;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    connect, getsockopt, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
-    SockaddrIn, SockaddrIn6, UnixAddr,
+    connect, getsockopt, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    UnixAddr,
 };
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
@@ -33,10 +33,7 @@ fn poll_one(fd: &impl AsFd, flags: PollFlags, timeout: Duration) -> io::Result<O
     let mut fds = [PollFd::new(fd.as_fd(), flags)];
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     loop {
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
+        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
             Ok(0) => return Ok(None),
             Ok(_) => return Ok(fds[0].revents()),
             Err(Errno::EINTR) => continue,
@@ -74,11 +71,7 @@ impl AppConn {
                 match poll_one(&fd, PollFlags::POLLOUT, timeout) {
                     Ok(None) => return Err(ConnectError::TimedOut),
                     Ok(Some(_)) => {}
-                    Err(e) => {
-                        return Err(ConnectError::Failed(Errno::from_raw(
-                            e.raw_os_error().unwrap_or(0),
-                        )))
-                    }
+                    Err(e) => return Err(ConnectError::Failed(Errno::from_raw(e.raw_os_error().unwrap_or(0)))),
                 }
                 let err = getsockopt(&fd, sockopt::SocketError).map_err(ConnectError::Failed)?;
                 if err != 0 {
@@ -104,12 +97,7 @@ impl AppConn {
     }
 
     /// Waits until readable and/or writable; `None` on timeout.
-    pub fn wait(
-        &self,
-        want_read: bool,
-        want_write: bool,
-        timeout: Duration,
-    ) -> io::Result<Option<(bool, bool)>> {
+    pub fn wait(&self, want_read: bool, want_write: bool, timeout: Duration) -> io::Result<Option<(bool, bool)>> {
         let mut flags = PollFlags::empty();
         if want_read {
             flags |= PollFlags::POLLIN;

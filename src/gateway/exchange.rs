@@ -144,6 +144,7 @@ struct State {
 
 /// Runs the exchange. `bufs.out` must already hold BEGIN_REQUEST and the
 /// complete PARAMS stream.
+#[allow(clippy::result_large_err)] // once per request; boxing buys nothing
 pub fn run(
     conn: &mut AppConn,
     fe: &mut dyn Frontend,
@@ -156,9 +157,7 @@ pub fn run(
         body_unsent: false,
         write_failed: None,
         decoder: Decoder::new(opts.request_id),
-        scanner: opts
-            .parse_headers
-            .then(|| HeaderScanner::new(opts.max_header_bytes)),
+        scanner: opts.parse_headers.then(|| HeaderScanner::new(opts.max_header_bytes)),
         head: None,
         action: HeadAction::Stream,
         stderr: StderrLines::new(),
@@ -310,12 +309,7 @@ fn eof_failure(st: &mut State) -> Failure {
 
 /// Feeds received bytes through the decoder. Returns `Ok(true)` when the
 /// exchange is over.
-fn handle_input(
-    fe: &mut dyn Frontend,
-    opts: &ExchangeOpts,
-    st: &mut State,
-    mut data: &[u8],
-) -> Result<bool, Failure> {
+fn handle_input(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, mut data: &[u8]) -> Result<bool, Failure> {
     while !data.is_empty() {
         let (used, ev) = st.decoder.feed(data).map_err(Failure::Protocol)?;
         data = &data[used..];
@@ -350,12 +344,7 @@ fn handle_input(
     Ok(false)
 }
 
-fn on_stdout(
-    fe: &mut dyn Frontend,
-    opts: &ExchangeOpts,
-    st: &mut State,
-    d: &[u8],
-) -> Result<bool, Failure> {
+fn on_stdout(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, d: &[u8]) -> Result<bool, Failure> {
     if d.is_empty() {
         return Ok(false);
     }
@@ -363,18 +352,13 @@ fn on_stdout(
         if let Some(scanner) = st.scanner.as_mut() {
             match scanner.push(d).map_err(Failure::Header)? {
                 Scan::NeedMore => return Ok(false),
-                Scan::Done {
-                    headers,
-                    body_start,
-                } => {
+                Scan::Done { headers, body_start } => {
                     st.action = fe.head(&headers);
                     st.head = Some(headers);
                     match st.action {
                         HeadAction::Stop => return Ok(true),
                         HeadAction::Discard => return Ok(false),
-                        HeadAction::Stream => {
-                            return send_body(fe, opts, st, body_start).map(|_| false)
-                        }
+                        HeadAction::Stream => return send_body(fe, opts, st, body_start).map(|_| false),
                     }
                 }
             }
@@ -386,12 +370,7 @@ fn on_stdout(
     Ok(false)
 }
 
-fn send_body(
-    fe: &mut dyn Frontend,
-    opts: &ExchangeOpts,
-    st: &mut State,
-    d: &[u8],
-) -> Result<(), Failure> {
+fn send_body(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, d: &[u8]) -> Result<(), Failure> {
     if d.is_empty() {
         return Ok(());
     }

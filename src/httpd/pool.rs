@@ -42,8 +42,10 @@ impl Pool {
     }
 
     /// Stores `value` in the pool: it is dropped when the pool is cleared
-    /// or destroyed. Returns a reference valid for the pool's lifetime.
-    pub fn alloc_owned<T: 'static>(self, value: T) -> &'static mut T {
+    /// or destroyed. Returns a shared reference valid for the pool's
+    /// lifetime (the `'static` stands for "as long as this pool", which
+    /// outlives every hook call that can reach the value).
+    pub fn alloc_owned<T: Sync + 'static>(self, value: T) -> &'static T {
         let raw = Box::into_raw(Box::new(value));
         unsafe extern "C" fn drop_box<T>(data: *mut c_void) -> ffi::apr_status_t {
             // SAFETY: `data` came from Box::into_raw::<T> below and this
@@ -61,12 +63,13 @@ impl Pool {
             );
         }
         // SAFETY: the box lives until the pool cleanup runs, which is after
-        // every user of this pool (httpd's pool discipline).
-        unsafe { &mut *raw }
+        // every user of this pool (httpd's pool discipline); only shared
+        // references are handed out.
+        unsafe { &*raw }
     }
 
     /// Reads a pointer stored with [`Pool::userdata_set`].
-    pub fn userdata_get(self, key: &CStr) -> *mut c_void {
+    fn userdata_get(self, key: &CStr) -> *mut c_void {
         let mut out: *mut c_void = std::ptr::null_mut();
         // SAFETY: valid pool and key; `out` is a valid out-pointer.
         unsafe { ffi::apr_pool_userdata_get(&mut out, key.as_ptr(), self.as_ptr()) };
@@ -75,7 +78,7 @@ impl Pool {
 
     /// Stores a pointer under `key` for the pool's lifetime (no cleanup;
     /// pair with [`Pool::alloc_owned`] for ownership).
-    pub fn userdata_set(self, key: &'static CStr, value: *mut c_void) {
+    fn userdata_set(self, key: &'static CStr, value: *const c_void) {
         // SAFETY: valid pool; the key is 'static as APR requires (it does
         // not copy it); the value's lifetime is the caller's concern.
         unsafe { ffi::apr_pool_userdata_setn(value, key.as_ptr(), None, self.as_ptr()) };
@@ -83,19 +86,15 @@ impl Pool {
 
     /// The value of type `T` stored under `key` in this pool, created with
     /// `make` on first use and dropped with the pool. One type per key.
-    pub fn singleton<T: 'static>(
-        self,
-        key: &'static CStr,
-        make: impl FnOnce() -> T,
-    ) -> &'static mut T {
+    pub fn singleton<T: Sync + 'static>(self, key: &'static CStr, make: impl FnOnce() -> T) -> &'static T {
         let p = self.userdata_get(key).cast::<T>();
         // SAFETY: a non-NULL pointer under `key` was stored below for a
         // `T` owned by this same pool, so it is alive and of type T.
-        if let Some(v) = unsafe { p.as_mut() } {
+        if let Some(v) = unsafe { p.as_ref() } {
             return v;
         }
         let v = self.alloc_owned(make());
-        self.userdata_set(key, (v as *mut T).cast());
+        self.userdata_set(key, (v as *const T).cast());
         v
     }
 }

@@ -38,22 +38,6 @@ impl Request {
         unsafe { Pool::from_raw(self.r().pool) }.expect("request without pool")
     }
 
-    pub fn server_ptr(&self) -> *mut ffi::server_rec {
-        self.r().server
-    }
-
-    /// The configuration pool of the running generation (`process->pconf`).
-    pub fn pconf(&self) -> Option<Pool> {
-        // SAFETY: server and process records live as long as the config.
-        unsafe {
-            let s = self.r().server;
-            if s.is_null() || (*s).process.is_null() {
-                return None;
-            }
-            Pool::from_raw((*(*s).process).pconf)
-        }
-    }
-
     pub fn handler(&self) -> Option<&[u8]> {
         // SAFETY: NULL or a NUL-terminated string living with the request.
         unsafe { opt_cstr(self.r().handler) }
@@ -107,11 +91,7 @@ impl Request {
     pub fn finfo(&self) -> (bool, bool, i32) {
         let f = &self.r().finfo;
         let exists = f.filetype != ffi::apr_filetype_e_APR_NOFILE;
-        (
-            exists,
-            f.filetype == ffi::apr_filetype_e_APR_DIR,
-            f.protection,
-        )
+        (exists, f.filetype == ffi::apr_filetype_e_APR_DIR, f.protection)
     }
 
     pub fn headers_in(&self) -> Table {
@@ -236,12 +216,7 @@ impl Request {
     }
 
     /// Reads request body data (blocking) into `sink`; `Ok(true)` at EOS.
-    pub fn read_body(
-        &mut self,
-        bb: &mut Brigade,
-        max: usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<bool, i32> {
+    pub fn read_body(&mut self, bb: &mut Brigade, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
         // SAFETY: the request's own input filter chain.
         unsafe { bb.read_from(self.r().input_filters, max, sink) }
     }
@@ -289,6 +264,12 @@ impl Request {
         r.method = c"GET".as_ptr();
         r.method_number = ffi::M_GET as i32;
         self.headers_in().unset(b"Content-Length");
+    }
+
+    /// This module's per-server config for the request's (virtual) server.
+    pub fn server_config(&self) -> *mut c_void {
+        // SAFETY: every request has a valid server_rec with a config vector.
+        unsafe { ffi::fcgi_shim_get_server_config(self.r().server) }
     }
 
     /// The per-directory config of this module for this request.

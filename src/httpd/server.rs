@@ -57,24 +57,21 @@ pub fn add_version_component(pconf: Pool, component: &CStr) {
     unsafe { ffi::ap_add_version_component(pconf.as_ptr(), component.as_ptr()) }
 }
 
-/// Calls `f` with every server_rec (main server first, then vhosts).
-pub fn for_each_server(s: *mut ffi::server_rec, mut f: impl FnMut(*mut ffi::server_rec)) {
+/// Calls `f` with this module's per-server config of every server (main
+/// server first, then the virtual hosts).
+///
+/// # Safety
+/// `s` must be httpd's main server_rec, passed to post_config.
+pub unsafe fn for_each_server_config(s: *mut ffi::server_rec, mut f: impl FnMut(*mut std::ffi::c_void)) {
     let mut cur = s;
     while !cur.is_null() {
-        f(cur);
         // SAFETY: httpd's server list is a NULL-terminated linked list of
         // valid records during post_config.
-        cur = unsafe { (*cur).next };
+        unsafe {
+            f(ffi::fcgi_shim_get_server_config(cur));
+            cur = (*cur).next;
+        }
     }
-}
-
-/// The module's per-server config pointer for `s`.
-pub fn server_config(s: *const ffi::server_rec) -> *mut std::ffi::c_void {
-    if s.is_null() {
-        return std::ptr::null_mut();
-    }
-    // SAFETY: a valid server_rec's module_config vector.
-    unsafe { ffi::fcgi_shim_get_server_config(s) }
 }
 
 /// A directive invocation.

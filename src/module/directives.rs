@@ -9,6 +9,7 @@
 use super::ModuleState;
 use crate::config::{self, ConfigState, OsProbe, ParseEnv};
 use crate::httpd::{log, server, CmdParms, Level, Pool};
+use std::sync::MutexGuard;
 
 /// Directive ids; must match the `D_*` defines in c_shim/mod_fastcgi.c.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,59 +72,50 @@ pub fn new_config_state(pconf: Pool) -> ConfigState {
 }
 
 /// Brings the User/Group the parser compares against up to date (they may
-/// be set between our directives) and returns the pass's state.
-fn state_for(cmd: &CmdParms) -> &'static mut ModuleState {
-    let state = ModuleState::of_pass(cmd.pool());
+/// be set between our directives) and returns the pass's configuration.
+fn state_for(cmd: &CmdParms) -> MutexGuard<'static, ConfigState> {
+    let mut cfg = ModuleState::of_pass(cmd.pool()).parsing();
     let who = server::run_as();
     let group = group_name(who.gid);
-    state
-        .cfg
-        .set_identity(who.uid, who.gid, &who.user_name, &group);
-    state
+    cfg.set_identity(who.uid, who.gid, &who.user_name, &group);
+    cfg
 }
 
-fn log_warnings(state: &mut ModuleState) {
-    for w in state.cfg.take_warnings() {
+fn log_warnings(cfg: &mut ConfigState) {
+    for w in cfg.take_warnings() {
         log::main_server(Level::Warn, 0, &w);
     }
 }
 
 fn not_yet(name: &str, what: &str) -> String {
-    format!("{name}: not yet supported by this build of mod_fastcgi ({what} is not implemented yet); remove the directive or use FastCgiExternalServer")
+    format!(
+        "{name}: not yet supported by this build of mod_fastcgi ({what} is not implemented yet); \
+         remove the directive or use FastCgiExternalServer"
+    )
+}
+
+fn internal(name: &str, id: Option<DirectiveId>) -> String {
+    format!("{name}: internal error: unexpected directive id {id:?}")
 }
 
 /// `FastCgiServer`, `FastCgiExternalServer`, `FastCgiConfig` (RAW_ARGS).
 pub fn raw(cmd: &CmdParms, args: &str) -> Result<(), String> {
     let name = cmd.name();
-    let state = state_for(cmd);
+    let mut cfg = state_for(cmd);
     let res = match DirectiveId::from_info(cmd.info()) {
-        Some(DirectiveId::Server) => {
-            state
-                .cfg
-                .fastcgi_server(&name, args, &OsProbe)
-                .map_err(|e| e.to_string())?;
-            Err(not_yet(
-                &name,
-                "the process manager for static applications",
-            ))
-        }
-        Some(DirectiveId::External) => state
-            .cfg
-            .external_server(&name, args)
-            .map_err(|e| e.to_string()),
-        Some(DirectiveId::Config) => {
-            cmd.check_context(crate::ffi::GLOBAL_ONLY)?;
-            state
-                .cfg
-                .fastcgi_config(&name, args)
-                .map_err(|e| e.to_string())?;
-            Err(not_yet(&name, "dynamic applications"))
-        }
-        other => Err(format!(
-            "{name}: internal error: unexpected directive id {other:?}"
-        )),
+        Some(DirectiveId::Server) => cfg
+            .fastcgi_server(&name, args, &OsProbe)
+            .map_err(|e| e.to_string())
+            .and_then(|()| Err(not_yet(&name, "the process manager for static applications"))),
+        Some(DirectiveId::External) => cfg.external_server(&name, args).map_err(|e| e.to_string()),
+        Some(DirectiveId::Config) => cmd.check_context(crate::ffi::GLOBAL_ONLY).and_then(|()| {
+            cfg.fastcgi_config(&name, args)
+                .map_err(|e| e.to_string())
+                .and_then(|()| Err(not_yet(&name, "dynamic applications")))
+        }),
+        other => Err(internal(&name, other)),
     };
-    log_warnings(state);
+    log_warnings(&mut cfg);
     res
 }
 
@@ -131,27 +123,22 @@ pub fn raw(cmd: &CmdParms, args: &str) -> Result<(), String> {
 pub fn take1(cmd: &CmdParms, arg: &str) -> Result<(), String> {
     let name = cmd.name();
     cmd.check_context(crate::ffi::GLOBAL_ONLY)?;
-    let state = state_for(cmd);
+    let mut cfg = state_for(cmd);
     match DirectiveId::from_info(cmd.info()) {
-        Some(DirectiveId::IpcDir) => state.cfg.ipc_dir(arg, &OsProbe).map_err(|e| e.to_string()),
-        Some(DirectiveId::Wrapper) => {
-            state
-                .cfg
-                .wrapper(&name, arg, &OsProbe)
-                .map_err(|e| e.to_string())?;
-            Err(not_yet(&name, "starting applications through a wrapper"))
-        }
-        other => Err(format!(
-            "{name}: internal error: unexpected directive id {other:?}"
-        )),
+        Some(DirectiveId::IpcDir) => cfg.ipc_dir(arg, &OsProbe).map_err(|e| e.to_string()),
+        Some(DirectiveId::Wrapper) => cfg
+            .wrapper(&name, arg, &OsProbe)
+            .map_err(|e| e.to_string())
+            .and_then(|()| Err(not_yet(&name, "starting applications through a wrapper"))),
+        other => Err(internal(&name, other)),
     }
 }
 
 /// The three authorizer directives (TAKE12).
 pub fn take12(cmd: &CmdParms, path: &str, opt: Option<&str>) -> Result<(), String> {
     let name = cmd.name();
-    let state = state_for(cmd);
-    config::parse_auth(&name, path, opt, &state.cfg, &OsProbe).map_err(|e| e.to_string())?;
+    let cfg = state_for(cmd);
+    config::parse_auth(&name, path, opt, &cfg, &OsProbe).map_err(|e| e.to_string())?;
     Err(not_yet(&name, "the authorizer roles"))
 }
 

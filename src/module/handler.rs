@@ -5,9 +5,10 @@
 //! started, a failure aborts the connection instead of appending an error
 //! page).
 
+use super::env;
 use super::routing::{self, HANDLER};
-use super::{env, ModuleState};
 use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
+use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, Server};
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::spool::Spool;
@@ -132,7 +133,7 @@ fn apply_head(r: &mut Request, head: &ResponseHead) {
 }
 
 /// The handler hook.
-pub fn handle(state: &ModuleState, r: &mut Request) -> i32 {
+pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
     if r.handler() != Some(HANDLER.to_bytes()) {
         return DECLINED;
     }
@@ -160,7 +161,10 @@ pub fn handle(state: &ModuleState, r: &mut Request) -> i32 {
             r.log(
                 Level::Error,
                 0,
-                &format!("FastCGI: server \"{}\" is not available: static applications are not supported by this build yet", st.path.display()),
+                &format!(
+                    "FastCGI: server \"{}\" is not available: static applications are not supported by this build yet",
+                    st.path.display()
+                ),
             );
             500
         }
@@ -200,10 +204,7 @@ fn spool_body(r: &mut Request) -> Result<Spool, i32> {
             r.log(
                 Level::Error,
                 e.raw_os_error().unwrap_or(0),
-                &format!(
-                    "FastCGI: can't spool the chunked request body in {}",
-                    tmp.display()
-                ),
+                &format!("FastCGI: can't spool the chunked request body in {}", tmp.display()),
             );
             return Err(500);
         }
@@ -238,7 +239,11 @@ pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions) -> 
 
     let mut bufs = Buffers::default();
     if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder) {
-        r.log(Level::Error, 0, &format!("FastCGI: comm with server \"{app}\" aborted: can't encode the request environment: {e}"));
+        r.log(
+            Level::Error,
+            0,
+            &format!("FastCGI: comm with server \"{app}\" aborted: can't encode the request environment: {e}"),
+        );
         return 500;
     }
 
@@ -304,7 +309,7 @@ pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions) -> 
                     Some(Redirect::Internal(path)) => {
                         r.discard_body();
                         r.make_get();
-                        r.internal_redirect_handler(&path);
+                        r.internal_redirect_handler(path);
                         return OK;
                     }
                     Some(Redirect::External(_)) => {
@@ -325,17 +330,15 @@ pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions) -> 
 }
 
 /// Maps an exchange failure to a status and one log line.
-fn fail(
-    r: &mut Request,
-    out: &mut Brigade,
-    app: &str,
-    idle: Duration,
-    err: exchange::ExchangeError,
-) -> i32 {
+fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exchange::ExchangeError) -> i32 {
     let comm = format!("FastCGI: comm with server \"{app}\" aborted");
     let (status, errno, msg) = match &err.failure {
         Failure::ClientGone => {
-            r.log(Level::Info, 0, "FastCGI: client stopped connection before send body completed");
+            r.log(
+                Level::Info,
+                0,
+                "FastCGI: client stopped connection before send body completed",
+            );
             return OK;
         }
         Failure::ClientBody(status) => return *status,
@@ -344,21 +347,33 @@ fn fail(
         Failure::Write(e) => (500, e.raw_os_error().unwrap_or(0), format!("{comm}: write failed")),
         Failure::Protocol(e) => (500, 0, format!("{comm}: protocol error: {e}")),
         Failure::Header(e) => {
-            let status = if matches!(e, crate::cgi::HeaderError::TooLarge { .. }) { 502 } else { 500 };
+            let status = if matches!(e, crate::cgi::HeaderError::TooLarge { .. }) {
+                502
+            } else {
+                500
+            };
             (status, 0, format!("{comm}: error parsing headers: {e}"))
         }
-        Failure::Status(ProtocolStatus::Overloaded) => {
-            (503, 0, format!("{comm}: the application is overloaded (FCGI_OVERLOADED)"))
-        }
+        Failure::Status(ProtocolStatus::Overloaded) => (
+            503,
+            0,
+            format!("{comm}: the application is overloaded (FCGI_OVERLOADED)"),
+        ),
         Failure::Status(s) => (
             500,
             0,
-            format!("{comm}: protocol error: invalid FCGI_END_REQUEST status: {} != FCGI_REQUEST_COMPLETE(0)", s.as_u8()),
+            format!(
+                "{comm}: protocol error: invalid FCGI_END_REQUEST status: {} != FCGI_REQUEST_COMPLETE(0)",
+                s.as_u8()
+            ),
         ),
         Failure::Incomplete => (
             500,
             0,
-            format!("FastCGI: incomplete headers ({} bytes) received from server \"{app}\"", err.header_bytes),
+            format!(
+                "FastCGI: incomplete headers ({} bytes) received from server \"{app}\"",
+                err.header_bytes
+            ),
         ),
         Failure::Truncated => {
             if err.head.as_ref().and_then(redirect_kind).is_some() {
@@ -367,13 +382,17 @@ fn fail(
                     Some(Redirect::Internal(path)) => {
                         r.discard_body();
                         r.make_get();
-                        r.internal_redirect_handler(&path);
+                        r.internal_redirect_handler(path);
                         OK
                     }
                     _ => 302,
                 };
             }
-            (500, 0, format!("{comm}: the application closed the connection before FCGI_END_REQUEST"))
+            (
+                500,
+                0,
+                format!("{comm}: the application closed the connection before FCGI_END_REQUEST"),
+            )
         }
     };
     if err.body_started {

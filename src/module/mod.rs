@@ -14,15 +14,18 @@ pub mod routing;
 
 use crate::config::ConfigState;
 use crate::httpd::Pool;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
-/// Everything this module knows about the running configuration.
+/// Everything this module knows about one configuration pass.
 pub struct ModuleState {
-    pub cfg: ConfigState,
+    /// Built by the directives (single-threaded config reading).
+    parsing: Mutex<ConfigState>,
+    /// Frozen by `post_config`; what requests read, without locking.
+    running: OnceLock<ConfigState>,
 }
 
 /// Per-server module config: the pass's [`ModuleState`], filled in by
-/// `post_config` (request handlers only read it).
+/// `post_config`.
 #[derive(Default)]
 pub struct ServerConf {
     pub state: OnceLock<&'static ModuleState>,
@@ -30,9 +33,25 @@ pub struct ServerConf {
 
 impl ModuleState {
     /// The state of the configuration pass that owns `pconf`.
-    pub fn of_pass(pconf: Pool) -> &'static mut ModuleState {
+    pub fn of_pass(pconf: Pool) -> &'static ModuleState {
         pconf.singleton(c"mod_fastcgi:state", || ModuleState {
-            cfg: directives::new_config_state(pconf),
+            parsing: Mutex::new(directives::new_config_state(pconf)),
+            running: OnceLock::new(),
         })
+    }
+
+    /// The configuration being parsed.
+    pub fn parsing(&self) -> MutexGuard<'_, ConfigState> {
+        self.parsing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Freezes the parsed configuration for request processing.
+    pub fn freeze(&self) -> &ConfigState {
+        self.running.get_or_init(|| self.parsing().clone())
+    }
+
+    /// The frozen configuration (None before post_config).
+    pub fn config(&self) -> Option<&ConfigState> {
+        self.running.get()
     }
 }

@@ -2,7 +2,7 @@
 //! section 3): the fixups rule RT-11, server lookup RT-10 (with the
 //! RT-13 fix), and the dynamic-application checks RT-14.
 
-use super::ModuleState;
+use crate::config::ConfigState;
 use crate::config::Server;
 use crate::httpd::{Level, Request};
 use std::ffi::OsStr;
@@ -18,18 +18,15 @@ pub const HANDLER: &std::ffi::CStr = c"fastcgi-script";
 /// not exist would otherwise never match (legacy RT-13, fixed). On such a
 /// match the request's filename and path info are re-split at the
 /// server's path.
-pub fn find_server<'s>(state: &'s ModuleState, r: &mut Request) -> Option<&'s Server> {
+pub fn find_server<'s>(state: &'s ConfigState, r: &mut Request) -> Option<&'s Server> {
     let filename = r.filename()?.to_vec();
-    if let Some(s) = state
-        .cfg
-        .find_server(Path::new(OsStr::from_bytes(&filename)))
-    {
+    if let Some(s) = state.find_server(Path::new(OsStr::from_bytes(&filename))) {
         return Some(s);
     }
     let info = r.path_info().filter(|p| !p.is_empty())?.to_vec();
     let mut full = filename;
     full.extend_from_slice(&info);
-    let server = state.cfg.find_server(Path::new(OsStr::from_bytes(&full)))?;
+    let server = state.find_server(Path::new(OsStr::from_bytes(&full)))?;
     let spath = server.path().as_os_str().as_bytes();
     if full.len() >= spath.len() && full.starts_with(spath) {
         let rest = full[spath.len()..].to_vec();
@@ -42,7 +39,7 @@ pub fn find_server<'s>(state: &'s ModuleState, r: &mut Request) -> Option<&'s Se
 /// The fixups hook (RT-11): any request whose file belongs to a defined
 /// server is handled by `fastcgi-script`, whatever handler was chosen, so
 /// an application file is never served as plain text.
-pub fn fixups(state: &ModuleState, r: &mut Request) -> bool {
+pub fn fixups(state: &ConfigState, r: &mut Request) -> bool {
     if find_server(state, r).is_some() {
         r.set_handler(HANDLER);
         true
@@ -61,7 +58,7 @@ pub struct Refusal {
 /// RT-14 checks for a `fastcgi-script` request with no defined server, in
 /// legacy order: exists (404), not a directory and executable by the
 /// server's User (403), `Options ExecCGI` (403).
-pub fn check_dynamic(state: &ModuleState, r: &Request) -> Result<(), Refusal> {
+pub fn check_dynamic(state: &ConfigState, r: &Request) -> Result<(), Refusal> {
     let filename = String::from_utf8_lossy(r.filename().unwrap_or(b"")).into_owned();
     let meta = match std::fs::metadata(&filename) {
         Ok(m) => m,
@@ -73,21 +70,16 @@ pub fn check_dynamic(state: &ModuleState, r: &Request) -> Result<(), Refusal> {
             })
         }
     };
-    let who = state.cfg.fcgi_identity();
+    let who = state.fcgi_identity();
     let info = meta_info(&meta);
-    let in_group =
-        crate::config::FileProbe::user_in_group(&crate::config::OsProbe, &who.user, info.gid);
+    let in_group = crate::config::FileProbe::user_in_group(&crate::config::OsProbe, &who.user, info.gid);
     let check = if info.is_dir {
         Err("script is a directory!".to_string())
-    } else if state.cfg.wrapper_path().is_some() {
+    } else if state.wrapper_path().is_some() {
         Ok(())
     } else {
-        crate::config::executable_by(&info, who.uid, who.gid, in_group).map_err(|r| {
-            format!(
-                "access for server (uid {}, gid {}) not allowed: {r}",
-                who.uid, who.gid
-            )
-        })
+        crate::config::executable_by(&info, who.uid, who.gid, in_group)
+            .map_err(|r| format!("access for server (uid {}, gid {}) not allowed: {r}", who.uid, who.gid))
     };
     if let Err(reason) = check {
         return Err(Refusal {

@@ -15,8 +15,8 @@
 //!   need not abort the request.
 
 use super::{
-    decode_nv_pairs, ProtoError, ProtocolStatus, RecordHeader, RecordType, FCGI_HEADER_LEN,
-    FCGI_NULL_REQUEST_ID, FCGI_VERSION_1,
+    decode_nv_pairs, ProtoError, ProtocolStatus, RecordHeader, RecordType, FCGI_HEADER_LEN, FCGI_NULL_REQUEST_ID,
+    FCGI_VERSION_1,
 };
 
 /// Size of `FCGI_EndRequestBody` and `FCGI_UnknownTypeBody`.
@@ -71,10 +71,7 @@ enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     /// Collecting the 8 header bytes.
-    Header {
-        buf: [u8; FCGI_HEADER_LEN],
-        filled: usize,
-    },
+    Header { buf: [u8; FCGI_HEADER_LEN], filled: usize },
     /// Inside a record: content first, then padding.
     Body {
         action: Action,
@@ -229,12 +226,8 @@ impl Decoder {
                         let piece = take(&mut rest, *content_left);
                         *content_left -= piece.len();
                         match action {
-                            Action::Stdout => {
-                                return Ok((consumed(rest), Some(Event::Stdout(piece))))
-                            }
-                            Action::Stderr => {
-                                return Ok((consumed(rest), Some(Event::Stderr(piece))))
-                            }
+                            Action::Stdout => return Ok((consumed(rest), Some(Event::Stdout(piece)))),
+                            Action::Stderr => return Ok((consumed(rest), Some(Event::Stderr(piece)))),
                             Action::EndRequest | Action::UnknownType => {
                                 let end = self.fixed_len + piece.len();
                                 // classify() guarantees content_length == FIXED_BODY_LEN.
@@ -283,9 +276,7 @@ impl Decoder {
         let management = h.request_id == FCGI_NULL_REQUEST_ID;
         let empty = h.content_length == 0;
         let action = match h.rtype {
-            RecordType::Stdout | RecordType::Stderr | RecordType::EndRequest
-                if !ours && !management =>
-            {
+            RecordType::Stdout | RecordType::Stderr | RecordType::EndRequest if !ours && !management => {
                 return Err(ProtoError::UnexpectedRequestId {
                     got: h.request_id,
                     expected: self.request_id,
@@ -326,12 +317,8 @@ impl Decoder {
             }),
             Action::UnknownType => Some(Event::UnknownTypeReply(f[0])),
             Action::GetValuesResult => {
-                let pairs = decode_nv_pairs(&self.values)
-                    .map_err(|_| ProtoError::MalformedGetValuesResult)?;
-                let owned = pairs
-                    .into_iter()
-                    .map(|(n, v)| (n.to_vec(), v.to_vec()))
-                    .collect();
+                let pairs = decode_nv_pairs(&self.values).map_err(|_| ProtoError::MalformedGetValuesResult)?;
+                let owned = pairs.into_iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
                 Some(Event::GetValuesResult(owned))
             }
             Action::Ignore(rtype) => Some(Event::Ignored(rtype)),
@@ -355,10 +342,7 @@ pub fn fuzz_decode(data: &[u8]) {
                     Ok(r) => r,
                     Err(_) => break 'pieces,
                 };
-                assert!(
-                    used <= rest.len(),
-                    "decoder consumed more than it was given"
-                );
+                assert!(used <= rest.len(), "decoder consumed more than it was given");
                 rest = rest.get(used..).unwrap_or_default();
                 if event.is_none() {
                     assert!(rest.is_empty() || dec.is_finished(), "decoder stalled");
@@ -449,12 +433,7 @@ mod tests {
     /// A response mixing every kind of record, with odd lengths and paddings.
     fn sample_response() -> Vec<u8> {
         let mut r = Vec::new();
-        encode_stream(
-            &mut r,
-            RecordType::Stdout,
-            1,
-            b"Content-Type: text/plain\r\n\r\n",
-        );
+        encode_stream(&mut r, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n\r\n");
         encode_stream(&mut r, RecordType::Stderr, 1, b"warning: x\n");
         raw(&mut r, 12, 1, b"future", 255);
         raw(&mut r, 6, 1, b"", 0); // empty STDOUT in the middle: harmless (RQ-32)
@@ -576,10 +555,7 @@ mod tests {
             let mut dec = Decoder::new(1);
             let err = dec.feed(&[v, 6, 0, 1, 0, 0, 0, 0]).unwrap_err();
             assert_eq!(err, ProtoError::InvalidVersion(v));
-            assert_eq!(
-                err.to_string(),
-                format!("invalid version: {v} != FCGI_VERSION(1)")
-            );
+            assert_eq!(err.to_string(), format!("invalid version: {v} != FCGI_VERSION(1)"));
             // Poisoned: the same error again.
             assert_eq!(dec.feed(&[1, 6, 0, 1, 0, 0, 0, 0]), Err(err));
         }
@@ -592,13 +568,7 @@ mod tests {
             raw(&mut r, rtype, 9, &[0; 8], 0);
             let c = run(1, [&r[..]]);
             let e = c.error.unwrap();
-            assert_eq!(
-                e,
-                ProtoError::UnexpectedRequestId {
-                    got: 9,
-                    expected: 1
-                }
-            );
+            assert_eq!(e, ProtoError::UnexpectedRequestId { got: 9, expected: 1 });
             assert_eq!(e.to_string(), "unexpected request id: 9 != 1");
         }
         // Id 0 on a response record and other ids on foreign types are skipped, not errors.
@@ -639,10 +609,7 @@ mod tests {
     fn unknown_type_wrong_size() {
         let mut r = Vec::new();
         raw(&mut r, 11, 0, &[1, 2], 0);
-        assert_eq!(
-            run(1, [&r[..]]).error,
-            Some(ProtoError::InvalidUnknownTypeSize(2))
-        );
+        assert_eq!(run(1, [&r[..]]).error, Some(ProtoError::InvalidUnknownTypeSize(2)));
     }
 
     #[test]
@@ -702,10 +669,7 @@ mod tests {
             for pieces in [vec![&r[..]], r.chunks(1).collect()] {
                 let c = run(1, pieces);
                 assert_eq!(c.error, None, "pad {pad}");
-                assert_eq!(
-                    (c.stdout.as_slice(), c.stderr.as_slice()),
-                    (&b"hello"[..], &b"err"[..])
-                );
+                assert_eq!((c.stdout.as_slice(), c.stderr.as_slice()), (&b"hello"[..], &b"err"[..]));
                 assert!(c.finished);
             }
         }
@@ -717,10 +681,7 @@ mod tests {
         let mut r = Vec::new();
         raw(&mut r, 10, 0, &[5, 1, b'a'], 0);
         let e = run(1, [&r[..]]).error.unwrap();
-        assert_eq!(
-            e.to_string(),
-            "malformed name-value pair in FCGI_GET_VALUES_RESULT"
-        );
+        assert_eq!(e.to_string(), "malformed name-value pair in FCGI_GET_VALUES_RESULT");
     }
 
     #[test]
@@ -731,10 +692,7 @@ mod tests {
         assert!(dec.feed(&r).is_err());
         dec.reset(2);
         assert_eq!(dec.request_id(), 2);
-        assert!(matches!(
-            dec.feed(&r),
-            Ok((16, Some(Event::EndRequest { .. })))
-        ));
+        assert!(matches!(dec.feed(&r), Ok((16, Some(Event::EndRequest { .. })))));
     }
 
     #[test]

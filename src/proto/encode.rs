@@ -5,8 +5,8 @@
 
 use super::nv::{check_nv, nv_prefix};
 use super::{
-    nv_encoded_len, padding_len, ProtoError, RecordHeader, RecordType, Role, FCGI_HEADER_LEN,
-    FCGI_KEEP_CONN, FCGI_NULL_REQUEST_ID, MAX_STREAM_RECORD,
+    nv_encoded_len, padding_len, ProtoError, RecordHeader, RecordType, Role, FCGI_HEADER_LEN, FCGI_KEEP_CONN,
+    FCGI_NULL_REQUEST_ID, MAX_STREAM_RECORD,
 };
 
 /// Source of padding bytes for `writev(header, payload, &ZERO_PADDING[..padding])`.
@@ -86,15 +86,9 @@ pub fn encode_get_values(out: &mut Vec<u8>, names: &[&[u8]]) -> Result<(), Proto
         check_nv(name, b"")?;
         len = len.saturating_add(nv_encoded_len(name, b""));
     }
-    let content_len =
-        u16::try_from(len).map_err(|_| ProtoError::ManagementRecordTooLarge { len })?;
+    let content_len = u16::try_from(len).map_err(|_| ProtoError::ManagementRecordTooLarge { len })?;
     out.reserve(FCGI_HEADER_LEN + len + padding_len(len));
-    let padding = push_header(
-        out,
-        RecordType::GetValues,
-        FCGI_NULL_REQUEST_ID,
-        content_len,
-    );
+    let padding = push_header(out, RecordType::GetValues, FCGI_NULL_REQUEST_ID, content_len);
     for name in names {
         let (prefix, used) = nv_prefix(name.len(), 0);
         out.extend_from_slice(prefix.get(..used).unwrap_or(&prefix));
@@ -120,10 +114,7 @@ pub struct ParamsEncoder {
 impl ParamsEncoder {
     /// Starts measuring the PARAMS stream of `request_id`.
     pub fn new(request_id: u16) -> ParamsEncoder {
-        ParamsEncoder {
-            request_id,
-            nv_len: 0,
-        }
+        ParamsEncoder { request_id, nv_len: 0 }
     }
 
     /// Counts one pair. Fails, before anything is written, if a name or value is longer
@@ -296,11 +287,7 @@ mod tests {
     fn params_stream(data: &[u8], id: u16) -> (Vec<usize>, Vec<u8>) {
         let records = parse_records(data);
         let (last, body) = records.split_last().unwrap();
-        assert_eq!(
-            last,
-            &(RecordType::Params, id, Vec::new()),
-            "terminating empty record"
-        );
+        assert_eq!(last, &(RecordType::Params, id, Vec::new()), "terminating empty record");
         let mut sizes = Vec::new();
         let mut nv = Vec::new();
         for (t, rid, content) in body {
@@ -343,10 +330,7 @@ mod tests {
     fn stream_vectors_and_padding() {
         let mut out = Vec::new();
         encode_stream(&mut out, RecordType::Stdin, 1, b"hello");
-        assert_eq!(
-            out,
-            [1, 5, 0, 1, 0, 5, 3, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0]
-        );
+        assert_eq!(out, [1, 5, 0, 1, 0, 5, 3, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0]);
         out.clear();
         encode_stream(&mut out, RecordType::Stdin, 1, b"");
         assert!(out.is_empty(), "empty data must not end the stream");
@@ -446,16 +430,10 @@ mod tests {
             (70_000, vec![m, 70_006 - m]),
         ] {
             let value = vec![b'v'; value_len];
-            assert_eq!(
-                check_params(&[(b"N", &value)]),
-                sizes,
-                "value_len {value_len}"
-            );
+            assert_eq!(check_params(&[(b"N", &value)]), sizes, "value_len {value_len}");
         }
         // Many small pairs: the boundary falls inside a pair, which continues in the next record.
-        let values: Vec<Vec<u8>> = (0..700)
-            .map(|i| vec![b'a' + (i % 26) as u8; 100 + i % 50])
-            .collect();
+        let values: Vec<Vec<u8>> = (0..700).map(|i| vec![b'a' + (i % 26) as u8; 100 + i % 50]).collect();
         let names: Vec<String> = (0..700).map(|i| format!("VAR_{i}")).collect();
         let pairs: Vec<(&[u8], &[u8])> = names
             .iter()

@@ -153,14 +153,7 @@ mod tests {
     fn round_trip_various_lengths() {
         let mut all = Vec::new();
         let mut expect = Vec::new();
-        for (n, v) in [
-            (0, 0),
-            (1, 127),
-            (127, 128),
-            (128, 0),
-            (3, 65535),
-            (200, 70000),
-        ] {
+        for (n, v) in [(0, 0), (1, 127), (127, 128), (128, 0), (3, 65535), (200, 70000)] {
             let name: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
             let value: Vec<u8> = (0..v).map(|i| (i % 13) as u8).collect();
             encode_nv(&mut all, &name, &value).unwrap();
@@ -186,11 +179,7 @@ mod tests {
                 assert!(r.is_ok(), "cut {cut}");
             } else {
                 let offset = if cut < first_len { 0 } else { first_len };
-                assert_eq!(
-                    r,
-                    Err(ProtoError::MalformedNameValue { offset }),
-                    "cut {cut}"
-                );
+                assert_eq!(r, Err(ProtoError::MalformedNameValue { offset }), "cut {cut}");
             }
         }
     }
@@ -209,19 +198,11 @@ mod tests {
         assert_eq!(check_len(MAX_NV_LEN), Ok(()));
         assert_eq!(
             check_len(MAX_NV_LEN + 1),
-            Err(ProtoError::NameValueTooLong {
-                len: MAX_NV_LEN + 1
-            })
+            Err(ProtoError::NameValueTooLong { len: MAX_NV_LEN + 1 })
         );
+        assert_eq!(nv_prefix(MAX_NV_LEN, 0), ([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], 5));
         assert_eq!(
-            nv_prefix(MAX_NV_LEN, 0),
-            ([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], 5)
-        );
-        assert_eq!(
-            ProtoError::NameValueTooLong {
-                len: MAX_NV_LEN + 1
-            }
-            .to_string(),
+            ProtoError::NameValueTooLong { len: MAX_NV_LEN + 1 }.to_string(),
             "name-value length 2147483648 exceeds 2147483647"
         );
     }

@@ -3,10 +3,10 @@
 use std::fmt;
 
 use super::{
-    FCGI_ABORT_REQUEST, FCGI_ALIGN, FCGI_AUTHORIZER, FCGI_BEGIN_REQUEST, FCGI_CANT_MPX_CONN,
-    FCGI_DATA, FCGI_END_REQUEST, FCGI_FILTER, FCGI_GET_VALUES, FCGI_GET_VALUES_RESULT,
-    FCGI_HEADER_LEN, FCGI_OVERLOADED, FCGI_PARAMS, FCGI_REQUEST_COMPLETE, FCGI_RESPONDER,
-    FCGI_STDERR, FCGI_STDIN, FCGI_STDOUT, FCGI_UNKNOWN_ROLE, FCGI_UNKNOWN_TYPE, FCGI_VERSION_1,
+    FCGI_ABORT_REQUEST, FCGI_ALIGN, FCGI_AUTHORIZER, FCGI_BEGIN_REQUEST, FCGI_CANT_MPX_CONN, FCGI_DATA,
+    FCGI_END_REQUEST, FCGI_FILTER, FCGI_GET_VALUES, FCGI_GET_VALUES_RESULT, FCGI_HEADER_LEN, FCGI_OVERLOADED,
+    FCGI_PARAMS, FCGI_REQUEST_COMPLETE, FCGI_RESPONDER, FCGI_STDERR, FCGI_STDIN, FCGI_STDOUT, FCGI_UNKNOWN_ROLE,
+    FCGI_UNKNOWN_TYPE, FCGI_VERSION_1,
 };
 
 /// Number of zero bytes that follow `content_len` bytes of content so the record ends on an
@@ -233,11 +233,7 @@ mod tests {
         for b in 0..=u8::MAX {
             let t = RecordType::from_u8(b);
             assert_eq!(t.as_u8(), b);
-            assert_eq!(
-                matches!(t, RecordType::Unknown(_)),
-                b == 0 || b > 11,
-                "type {b}"
-            );
+            assert_eq!(matches!(t, RecordType::Unknown(_)), b == 0 || b > 11, "type {b}");
         }
     }
 

@@ -6,11 +6,7 @@ pub(crate) struct Rng(u64);
 impl Rng {
     /// Seeds the generator (a zero seed is replaced, xorshift would stay at zero).
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng(if seed == 0 {
-            0x9e37_79b9_7f4a_7c15
-        } else {
-            seed
-        })
+        Rng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
     }
 
     /// Next 64 random bits.
