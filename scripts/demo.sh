@@ -36,7 +36,7 @@ DefaultRuntimeDir $root/run
 DocumentRoot $root/htdocs
 DirectoryIndex index.html
 <Directory $root/htdocs>
-    Options FollowSymLinks +ExecCGI
+    Options FollowSymLinks ExecCGI
     Require all granted
 </Directory>
 <Files app.py>

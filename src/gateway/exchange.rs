@@ -385,3 +385,292 @@ fn send_body(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, d: &[u8
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The exchange loop against an in-process fake application over a
+    //! socketpair (STYLE tier 2): no httpd involved.
+    use super::*;
+    use crate::proto::RecordHeader;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::thread;
+
+    /// A frontend that serves a body from memory and records the response.
+    #[derive(Default)]
+    struct Fake {
+        body: Vec<u8>,
+        body_pos: usize,
+        piece: usize,
+        head: Option<ResponseHead>,
+        out: Vec<u8>,
+        flushes: usize,
+        stderr: Vec<Vec<u8>>,
+        fail_body_after: Option<usize>,
+    }
+
+    impl Frontend for Fake {
+        fn read_body(&mut self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
+            let n = max.min(self.piece.max(1)).min(self.body.len() - self.body_pos);
+            if n > 0 {
+                sink(&self.body[self.body_pos..self.body_pos + n]);
+                self.body_pos += n;
+            }
+            Ok(self.body_pos == self.body.len())
+        }
+        fn head(&mut self, head: &ResponseHead) -> HeadAction {
+            self.head = Some(head.clone());
+            HeadAction::Stream
+        }
+        fn body(&mut self, data: &[u8]) -> Result<(), ClientGone> {
+            if let Some(limit) = self.fail_body_after {
+                if self.out.len() + data.len() > limit {
+                    return Err(ClientGone);
+                }
+            }
+            self.out.extend_from_slice(data);
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), ClientGone> {
+            self.flushes += 1;
+            Ok(())
+        }
+        fn stderr(&mut self, event: StderrEvent<'_>) {
+            if let StderrEvent::Line { text, .. } = event {
+                self.stderr.push(text.to_vec());
+            }
+        }
+    }
+
+    fn opts() -> ExchangeOpts {
+        ExchangeOpts {
+            request_id: 1,
+            idle_timeout: Duration::from_secs(5),
+            flush: false,
+            parse_headers: true,
+            max_header_bytes: 64 * 1024,
+        }
+    }
+
+    fn read_record(s: &mut UnixStream) -> std::io::Result<(RecordType, Vec<u8>)> {
+        let mut h = [0u8; 8];
+        s.read_exact(&mut h)?;
+        let hdr = RecordHeader::from_bytes(&h);
+        let mut content = vec![0u8; usize::from(hdr.content_length) + usize::from(hdr.padding_length)];
+        s.read_exact(&mut content)?;
+        content.truncate(usize::from(hdr.content_length));
+        Ok((hdr.rtype, content))
+    }
+
+    /// Reads the whole request; returns (params bytes, stdin bytes).
+    fn read_request(s: &mut UnixStream) -> (Vec<u8>, Vec<u8>) {
+        let (mut params, mut stdin) = (Vec::new(), Vec::new());
+        loop {
+            let (t, c) = read_record(s).expect("request record");
+            match t {
+                RecordType::Params => params.extend_from_slice(&c),
+                RecordType::Stdin if c.is_empty() => return (params, stdin),
+                RecordType::Stdin => stdin.extend_from_slice(&c),
+                _ => {}
+            }
+        }
+    }
+
+    fn respond(s: &mut UnixStream, stdout: &[u8]) {
+        let mut out = Vec::new();
+        proto::encode_stream(&mut out, RecordType::Stdout, 1, stdout);
+        proto::encode_stream_end(&mut out, RecordType::Stdout, 1);
+        out.extend_from_slice(&RecordHeader::new(RecordType::EndRequest, 1, 8).to_bytes());
+        out.extend_from_slice(&[0; 8]);
+        s.write_all(&out).unwrap();
+    }
+
+    fn run_with(
+        fake: &mut Fake,
+        o: &ExchangeOpts,
+        app: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> Result<Outcome, ExchangeError> {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let t = thread::spawn(move || app(theirs));
+        let mut conn = AppConn::from_stream(ours).unwrap();
+        let mut bufs = Buffers::default();
+        proto::encode_begin_request(&mut bufs.out, 1, proto::Role::Responder, false);
+        proto::encode_params(&mut bufs.out, 1, [(b"A".as_slice(), b"1".as_slice())]).unwrap();
+        let r = run(&mut conn, fake, o, &mut bufs);
+        drop(conn);
+        t.join().unwrap();
+        r
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn echo_round_trips_bodies_of_many_sizes() {
+        for &n in &[0usize, 1, 65535, 65536, 65537, 3 * 1024 * 1024 + 5] {
+            let mut fake = Fake {
+                body: body(n),
+                piece: 10_000,
+                ..Default::default()
+            };
+            let r = run_with(&mut fake, &opts(), |mut s| {
+                let (_p, stdin) = read_request(&mut s);
+                let mut resp = b"Content-Type: application/octet-stream\r\n\r\n".to_vec();
+                resp.extend_from_slice(&stdin);
+                respond(&mut s, &resp);
+            })
+            .unwrap();
+            assert!(r.ended);
+            assert_eq!(fake.out.len(), n, "size {n}");
+            assert!(fake.out == body(n), "size {n}");
+        }
+    }
+
+    #[test]
+    fn app_writing_while_we_send_does_not_deadlock() {
+        // The app answers with 8 MiB before reading any of the 8 MiB body:
+        // both socket buffers fill up; the loop must read while it writes.
+        let n = 8 * 1024 * 1024;
+        let mut fake = Fake {
+            body: body(n),
+            piece: 65536,
+            ..Default::default()
+        };
+        let r = run_with(&mut fake, &opts(), move |mut s| {
+            // Read BEGIN + PARAMS only.
+            loop {
+                let (t, c) = read_record(&mut s).unwrap();
+                if t == RecordType::Params && c.is_empty() {
+                    break;
+                }
+            }
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Status: 200\r\n\r\n");
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, &body(n));
+            let mut w = s.try_clone().unwrap();
+            let writer = thread::spawn(move || w.write_all(&out).unwrap());
+            // Only now drain the body.
+            let mut stdin = Vec::new();
+            loop {
+                let (t, c) = read_record(&mut s).unwrap();
+                if t == RecordType::Stdin && c.is_empty() {
+                    break;
+                }
+                stdin.extend_from_slice(&c);
+            }
+            writer.join().unwrap();
+            assert_eq!(stdin.len(), n);
+            let mut end = RecordHeader::new(RecordType::EndRequest, 1, 8).to_bytes().to_vec();
+            end.extend_from_slice(&[0; 8]);
+            s.write_all(&end).unwrap();
+        })
+        .unwrap();
+        assert!(r.ended);
+        assert!(fake.out == body(n));
+    }
+
+    #[test]
+    fn idle_timeout_fires_and_reports_header_bytes() {
+        let mut fake = Fake::default();
+        let mut o = opts();
+        o.idle_timeout = Duration::from_millis(300);
+        let err = run_with(&mut fake, &o, |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"X-Partial: 1\r\n");
+            s.write_all(&out).unwrap();
+            thread::sleep(Duration::from_millis(800));
+        })
+        .unwrap_err();
+        assert!(matches!(err.failure, Failure::IdleTimeout));
+        assert_eq!(err.header_bytes, 14);
+        assert!(!err.body_started);
+    }
+
+    #[test]
+    fn eof_before_headers_is_incomplete_and_after_is_truncated() {
+        let mut fake = Fake::default();
+        let err = run_with(&mut fake, &opts(), |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n");
+            s.write_all(&out).unwrap();
+        })
+        .unwrap_err();
+        assert!(matches!(err.failure, Failure::Incomplete));
+        assert_eq!(err.header_bytes, 26);
+
+        let mut fake = Fake::default();
+        let err = run_with(&mut fake, &opts(), |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n\r\nhalf");
+            s.write_all(&out).unwrap();
+        })
+        .unwrap_err();
+        assert!(matches!(err.failure, Failure::Truncated));
+        assert!(err.body_started);
+        assert_eq!(fake.out, b"half");
+    }
+
+    #[test]
+    fn stderr_lines_and_overloaded_status() {
+        let mut fake = Fake::default();
+        let err = run_with(&mut fake, &opts(), |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stderr, 1, b"one\ntwo\npartial");
+            out.extend_from_slice(&RecordHeader::new(RecordType::EndRequest, 1, 8).to_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 2, 0, 0, 0]);
+            s.write_all(&out).unwrap();
+        })
+        .unwrap_err();
+        assert!(matches!(err.failure, Failure::Status(ProtocolStatus::Overloaded)));
+        assert_eq!(fake.stderr, vec![b"one".to_vec(), b"two".to_vec(), b"partial".to_vec()]);
+    }
+
+    #[test]
+    fn client_gone_stops_the_exchange() {
+        let mut fake = Fake {
+            fail_body_after: Some(100_000),
+            ..Default::default()
+        };
+        let err = run_with(&mut fake, &opts(), |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: x\r\n\r\n");
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, &body(1_000_000));
+            let _ = s.write_all(&out);
+        })
+        .unwrap_err();
+        assert!(matches!(err.failure, Failure::ClientGone));
+    }
+
+    #[test]
+    fn flush_option_flushes_every_piece() {
+        let mut fake = Fake::default();
+        let mut o = opts();
+        o.flush = true;
+        run_with(&mut fake, &o, |mut s| {
+            let _ = read_request(&mut s);
+            for i in 0..3 {
+                let mut out = Vec::new();
+                let data = if i == 0 {
+                    b"Content-Type: x\r\n\r\nchunk".to_vec()
+                } else {
+                    b"chunk".to_vec()
+                };
+                proto::encode_stream(&mut out, RecordType::Stdout, 1, &data);
+                s.write_all(&out).unwrap();
+                thread::sleep(Duration::from_millis(50));
+            }
+            let mut end = RecordHeader::new(RecordType::EndRequest, 1, 8).to_bytes().to_vec();
+            end.extend_from_slice(&[0; 8]);
+            s.write_all(&end).unwrap();
+        })
+        .unwrap();
+        assert_eq!(fake.out, b"chunkchunkchunk");
+        assert!(fake.flushes >= 3, "flushes: {}", fake.flushes);
+    }
+}
