@@ -57,10 +57,13 @@ integration-test: deps-test mod_fastcgi.so
 	@set -e; for mpm in $(MPMS); do \
 	  echo "=== integration tests, MPM $$mpm ==="; \
 	  FCGI_TEST_MPM=$$mpm MOD_FASTCGI_SO=$(CURDIR)/mod_fastcgi.so \
-	    $(CARGO) test --release --tests -- --test-threads=$(TEST_THREADS); \
+	    $(CARGO) test --release --test '*' -- --test-threads=$(TEST_THREADS); \
 	done
 
-test: deps-test mod_fastcgi.so unit-test integration-test
+# Everything: unit tests once, integration tests under each MPM, one
+# closing line with the totals.
+test: deps-test mod_fastcgi.so
+	@CARGO=$(CARGO) MPMS="$(MPMS)" TEST_THREADS=$(TEST_THREADS) scripts/run-tests.sh
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings

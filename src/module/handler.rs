@@ -155,7 +155,7 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
     match server {
         Server::External(ext) => {
             let app = ext.path.to_string_lossy().into_owned();
-            serve(r, &app, &ext.addr, &ext.opts)
+            serve(r, &app, &ext.addr, &ext.opts, state.effective_ipc_dir())
         }
         Server::Static(st) => {
             r.log(
@@ -186,11 +186,16 @@ fn wants_chunked_body(r: &Request) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads the whole (chunked) body into a spool.
-fn spool_body(r: &mut Request) -> Result<Spool, i32> {
+/// Reads the whole (chunked) body into a spool kept in `spool_dir` (the
+/// IPC directory: owned by the server's User, unlike /tmp on some hosts).
+fn spool_body(r: &mut Request, spool_dir: &Path) -> Result<Spool, i32> {
     let mut spool = Spool::new();
     let mut bb = r.new_brigade();
-    let tmp = std::env::temp_dir();
+    let tmp = if spool_dir.is_dir() {
+        spool_dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     loop {
         let mut io_err = None;
         let eos = r.read_body(&mut bb, exchange::IO_CHUNK, &mut |d| {
@@ -219,10 +224,10 @@ fn spool_body(r: &mut Request) -> Result<Spool, i32> {
 }
 
 /// Serves the request from the application at `addr`.
-pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions) -> i32 {
+pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spool_dir: &Path) -> i32 {
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
-        match spool_body(r) {
+        match spool_body(r, spool_dir) {
             Ok(s) => Body::Spooled(s),
             Err(status) => return status,
         }

@@ -1170,16 +1170,21 @@ pub fn php_fpm_binary() -> PathBuf {
 
 /// Starts php-fpm (master as root, static pool of 4 www-data workers) listening on
 /// `<dir>/php-fpm/php.sock`; returns it ready.  Scripts: see `app_file("index.php")`.
+/// php-fpm with its own pool; PHP's temporary files (request bodies over 16 KiB) go to a
+/// www-data directory because `/tmp` may not be writable by www-data.
 pub fn start_php_fpm(dir: &TestDir) -> (AppProcess, PathBuf) {
     let d = dir.mkdir("php-fpm");
+    let tmp = dir.mkdir_www("php-tmp");
     let sock = d.join("php.sock");
     let conf = format!(
         "[global]\nerror_log = {d}/error.log\ndaemonize = no\npid = {d}/php-fpm.pid\n\n\
          [www]\nuser = www-data\ngroup = www-data\nlisten = {sock}\n\
          listen.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\n\
-         pm = static\npm.max_children = 4\ncatch_workers_output = yes\n",
+         pm = static\npm.max_children = 4\ncatch_workers_output = yes\n\
+         php_admin_value[upload_tmp_dir] = {tmp}\nphp_admin_value[sys_temp_dir] = {tmp}\n",
         d = d.display(),
-        sock = sock.display()
+        sock = sock.display(),
+        tmp = tmp.display()
     );
     let conf_path = dir.write("php-fpm/php-fpm.conf", conf, 0o644);
     let app = AppProcess::start(
