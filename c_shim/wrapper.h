@@ -12,6 +12,8 @@
 #include "ap_mpm.h"
 #include "mpm_common.h"
 #include "unixd.h"
+#include "mod_unixd.h"
+#include "util_time.h"
 #include "apr_buckets.h"
 #include "apr_strings.h"
 #include "apr_tables.h"

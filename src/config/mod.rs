@@ -58,6 +58,9 @@
 //! 12. **`FastCgiWrapper On`** when httpd has no suexec binary is a clear error.
 //! 13. **`FastCgiConfig`** applies all-or-nothing, and `processSlack` vs
 //!     `maxProcesses + 1` is compared without 32-bit overflow.
+//! 15. **An existing IPC directory** (and its `dynamic/`) must be owned by
+//!     the server's User and not writable by group or others (SG-12); legacy
+//!     accepted any directory the User could write.
 //! 14. **Server paths** lose a trailing slash when cleaned, and lookups do not
 //!     truncate long request paths at ~4 KiB (RT-10).
 
@@ -1061,7 +1064,23 @@ impl ConfigState {
                 let id = self.fcgi_identity();
                 let in_group = fs.user_in_group(&id.user, info.gid);
                 check_access(&info, Want::ALL, id.uid, id.gid, in_group)
-                    .map_err(|r| format!("access for server (uid {}, gid {}) failed: {r}", id.uid, id.gid))
+                    .map_err(|r| format!("access for server (uid {}, gid {}) failed: {r}", id.uid, id.gid))?;
+                // SG-12 (deliberate hardening, legacy accepted these): whoever
+                // can write the directory can replace the sockets in it.
+                if info.mode & 0o022 != 0 {
+                    return Err(format!(
+                        "is writable by its group or by others (mode {:04o}); refusing it because anyone with \
+                         write access could replace the application sockets (chmod go-w it, or use another directory)",
+                        info.mode & 0o7777
+                    ));
+                }
+                if info.uid != id.uid {
+                    return Err(format!(
+                        "is owned by uid {}, not by the server's user {} (uid {}); chown it or use another directory",
+                        info.uid, id.user, id.uid
+                    ));
+                }
+                Ok(())
             }
         }
     }

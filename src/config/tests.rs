@@ -82,6 +82,8 @@ fn fs() -> FakeFs {
         ("/var/ipc-dynfile", dir(0o700, 33, 33)),
         ("/var/ipc-dynfile/dynamic", file(0o600, 33, 33)),
         ("/var/ipc-other", dir(0o770, 0, 50)),
+        ("/var/ipc-world", dir(0o777, 33, 33)),
+        ("/var/ipc-root", dir(0o757, 0, 0)),
     ];
     FakeFs {
         files: RefCell::new(entries.iter().map(|(p, i)| (PathBuf::from(p), *i)).collect()),
@@ -1430,7 +1432,6 @@ fn ipc_dir_default_and_configured() {
         ("/var/ipc-ok", "/var/ipc-ok"),
         ("/var/ipc-ok///", "/var/ipc-ok"),
         ("ipc", "/srv/httpd/ipc"),
-        ("/var/ipc-other", "/var/ipc-other"), // group member with rwx
         ("/var/new-ipc", "/var/new-ipc"),
     ];
     for (arg, want) in cases {
@@ -1491,6 +1492,21 @@ fn ipc_dir_rejections() {
             "FastCgiIpcDir /nonexistent/ipc: doesn't exist and can't be created: No such file or directory",
         ),
         ("/var/ipc-file", "FastCgiIpcDir /var/ipc-file: isn't a directory!"),
+        (
+            "/var/ipc-other",
+            "FastCgiIpcDir /var/ipc-other: is writable by its group or by others (mode 0770); refusing it because \
+             anyone with write access could replace the application sockets (chmod go-w it, or use another directory)",
+        ),
+        (
+            "/var/ipc-world",
+            "FastCgiIpcDir /var/ipc-world: is writable by its group or by others (mode 0777); refusing it because \
+             anyone with write access could replace the application sockets (chmod go-w it, or use another directory)",
+        ),
+        (
+            "/var/ipc-root",
+            "FastCgiIpcDir /var/ipc-root: is writable by its group or by others (mode 0757); refusing it because \
+             anyone with write access could replace the application sockets (chmod go-w it, or use another directory)",
+        ),
         (
             "/var/ipc-ro",
             "FastCgiIpcDir /var/ipc-ro: access for server (uid 33, gid 33) failed: write not allowed by owner",

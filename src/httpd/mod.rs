@@ -8,6 +8,7 @@
 pub mod brigade;
 pub mod log;
 pub mod pool;
+pub mod process;
 pub mod request;
 pub mod server;
 pub mod table;

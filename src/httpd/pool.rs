@@ -12,6 +12,14 @@ pub struct Pool {
     raw: NonNull<ffi::apr_pool_t>,
 }
 
+// SAFETY: a Pool is a handle; APR pools are not thread-safe, and this
+// module only uses a pool from the thread that owns it (request pools in
+// their request's thread, pconf in the single-threaded parent). Sharing
+// the handle (e.g. inside pool-owned state) does not share the use.
+unsafe impl Send for Pool {}
+// SAFETY: as above.
+unsafe impl Sync for Pool {}
+
 impl Pool {
     /// # Safety
     /// `p` must be a valid pool that outlives every use of the wrapper.

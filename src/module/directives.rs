@@ -106,7 +106,21 @@ pub fn raw(cmd: &CmdParms, args: &str) -> Result<(), String> {
         Some(DirectiveId::Server) => cfg
             .fastcgi_server(&name, args, &OsProbe)
             .map_err(|e| e.to_string())
-            .and_then(|()| Err(not_yet(&name, "the process manager for static applications"))),
+            .map(|()| {
+                if let Some(crate::config::Server::Static(st)) = cfg.servers().last() {
+                    if st.binds_all_interfaces() {
+                        log::main_server(
+                            Level::Warn,
+                            0,
+                            &format!(
+                                "FastCGI: server \"{}\" listens on all network interfaces (-port without an address); \
+                             use -port 127.0.0.1:<port> to keep it local",
+                                st.path.display()
+                            ),
+                        );
+                    }
+                }
+            }),
         Some(DirectiveId::External) => cfg.external_server(&name, args).map_err(|e| e.to_string()),
         Some(DirectiveId::Config) => cmd.check_context(crate::ffi::GLOBAL_ONLY).and_then(|()| {
             cfg.fastcgi_config(&name, args)

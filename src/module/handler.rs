@@ -9,7 +9,7 @@ use super::env;
 use super::routing::{self, HANDLER};
 use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
 use crate::config::ConfigState;
-use crate::config::{AppAddr, ConnOptions, Server};
+use crate::config::{AppAddr, ConnOptions, Server, StaticListen};
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::spool::Spool;
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
@@ -158,16 +158,24 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
             serve(r, &app, &ext.addr, &ext.opts, state.effective_ipc_dir())
         }
         Server::Static(st) => {
-            r.log(
-                Level::Error,
-                0,
-                &format!(
-                    "FastCGI: server \"{}\" is not available: static applications are not supported by this build yet",
-                    st.path.display()
-                ),
-            );
-            500
+            let app = st.path.to_string_lossy().into_owned();
+            let addr = match &st.listen {
+                StaticListen::Unix(p) => AppAddr::Unix(p.clone()),
+                StaticListen::Tcp(a) => AppAddr::Tcp(local_address(*a)),
+            };
+            serve(r, &app, &addr, &st.opts, state.effective_ipc_dir())
         }
+    }
+}
+
+/// Where to connect for a static server listening on `a`: its own address,
+/// or loopback when it listens on all interfaces.
+fn local_address(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match a.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
+        _ => a,
     }
 }
 

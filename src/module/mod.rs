@@ -11,6 +11,8 @@ pub mod directives;
 pub mod env;
 pub mod handler;
 pub mod routing;
+#[cfg(fcgi_pm)]
+pub mod supervisor;
 
 use crate::config::ConfigState;
 use crate::httpd::Pool;
@@ -22,6 +24,8 @@ pub struct ModuleState {
     parsing: Mutex<ConfigState>,
     /// Frozen by `post_config`; what requests read, without locking.
     running: OnceLock<ConfigState>,
+    /// The configuration pool this state lives in.
+    pub pconf: Pool,
 }
 
 /// Per-server module config: the pass's [`ModuleState`], filled in by
@@ -37,6 +41,7 @@ impl ModuleState {
         pconf.singleton(c"mod_fastcgi:state", || ModuleState {
             parsing: Mutex::new(directives::new_config_state(pconf)),
             running: OnceLock::new(),
+            pconf,
         })
     }
 

@@ -1,0 +1,297 @@
+//! The httpd side of the process manager (reference section 4): forking
+//! it from the parent at post_config, handing each new configuration to
+//! the running PM (so graceful restarts keep unchanged applications
+//! running, instead of killing every application and in-flight request as
+//! the legacy module did, bug 16), restarting it through httpd's
+//! other-child mechanism if it dies, and stopping it — and with it every
+//! application process — when httpd stops.
+//!
+//! The PM is a separate process: the only state that crosses
+//! configuration passes is its pid and the parent's end of the control
+//! socket, kept in httpd's retained data as plain integers.
+
+use super::ModuleState;
+use crate::config::{ConfigState, Server, StaticListen};
+use crate::httpd::process::{self, MainState};
+use crate::httpd::{log, Level, Pool};
+use crate::pm::{self, ClassSpec, CtlMsg, Listen, PmConfig, PmLog};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::c_void;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Bumped whenever the control protocol or the PM's behaviour changes in a
+/// way that needs a fresh PM after a module upgrade + graceful restart.
+const PM_PROTO: u32 = 1;
+
+/// Writes PM log lines to its stderr, which is httpd's main error log.
+struct ErrorLogWriter {
+    level: u8,
+}
+
+impl PmLog for ErrorLogWriter {
+    fn log(&self, level: pm::LogLevel, errno: i32, msg: &str) {
+        if level as u8 > self.level {
+            return;
+        }
+        let line = process::format_log_line(level.name(), errno, msg);
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
+
+/// The static application classes of `cfg`, as the PM needs them.
+pub fn classes_of(cfg: &ConfigState) -> Vec<ClassSpec> {
+    cfg.servers()
+        .iter()
+        .filter_map(|s| match s {
+            Server::Static(st) => Some(ClassSpec {
+                path: st.path.clone(),
+                listen: match &st.listen {
+                    StaticListen::Unix(p) => Listen::Unix(p.clone()),
+                    StaticListen::Tcp(a) => Listen::Tcp(*a),
+                },
+                processes: st.processes,
+                restart_delay: st.restart_delay,
+                init_start_delay: st.init_start_delay,
+                min_server_life: st.min_server_life,
+                priority: st.priority,
+                listen_queue_depth: st.listen_queue_depth,
+                initial_env: st.initial_env.clone(),
+                app_mtime: std::fs::metadata(&st.path).map(|m| m.mtime()).unwrap_or(0),
+            }),
+            Server::External(_) => None,
+        })
+        .collect()
+}
+
+/// httpd children of the previous generation (still finishing requests
+/// during a graceful restart): every child of ours except the PM.
+fn current_children(except: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != except && parent_of(pid) == Some(me))
+        .collect()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: skip past the
+    // last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is our live (not zombie) child.
+fn is_live_child(pid: i32) -> bool {
+    if pid <= 0 || parent_of(pid) != Some(std::process::id() as i32) {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned));
+    !matches!(state.as_deref(), Some("Z") | Some("X") | None)
+}
+
+fn send(msg: &CtlMsg) -> std::io::Result<()> {
+    let mut frame = Vec::new();
+    pm::encode(msg, &mut frame);
+    process::retained_pm().write_ctl(&frame)
+}
+
+/// Forks a new PM with `cfg`; records it in the retained data.
+fn fork_pm(cfg: PmConfig, previous: i32) -> Option<i32> {
+    let (ours, theirs) = match socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            log::main_server(
+                Level::Alert,
+                e as i32,
+                "FastCGI: can't create the process manager's control socket",
+            );
+            return None;
+        }
+    };
+    let level = cfg.log_level;
+    let pm_fd = theirs.as_raw_fd();
+    let child = process::fork_child(move || {
+        drop(ours);
+        let _ = nix::unistd::setsid();
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+        process::set_process_title("fcgi-pm");
+        process::close_fds_except(&[2, pm_fd]);
+        let logger = ErrorLogWriter { level };
+        if previous > 0 {
+            reap_previous_group(previous, &logger);
+        }
+        if !process::drop_privileges() {
+            logger.log(
+                pm::LogLevel::Alert,
+                0,
+                "FastCGI: process manager exiting, failed to reduce privileges",
+            );
+            return 1;
+        }
+        pm::run(cfg, theirs, &logger)
+    });
+    match child {
+        Ok(pid) => {
+            let r = process::retained_pm();
+            r.pm_pid.store(pid, Ordering::SeqCst);
+            r.set_ctl(ours);
+            r.version.store(PM_PROTO, Ordering::SeqCst);
+            Some(pid)
+        }
+        Err(e) => {
+            log::main_server(
+                Level::Alert,
+                e.raw_os_error().unwrap_or(0),
+                "FastCGI: can't start the process manager: fork() failed",
+            );
+            None
+        }
+    }
+}
+
+/// Applications of a PM that died: its process group (it was a session
+/// leader). TERM, 2 s grace, KILL — before privileges are dropped, so
+/// applications started through a setuid wrapper are reached too.
+fn reap_previous_group(pgid: i32, logger: &dyn PmLog) {
+    let group = Pid::from_raw(pgid);
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if killpg(group, None).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    logger.log(
+        pm::LogLevel::Warn,
+        0,
+        &format!("FastCGI: applications of the previous process manager (pid {pgid}) ignored SIGTERM, sending SIGKILL"),
+    );
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+fn forget_pm() {
+    let r = process::retained_pm();
+    r.close_ctl();
+    r.pm_pid.store(0, Ordering::SeqCst);
+    r.version.store(0, Ordering::SeqCst);
+}
+
+/// post_config (real generations only): start the PM, or hand the new
+/// configuration to the one that survived the restart.
+pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) {
+    if process::main_state() == MainState::PreConfig {
+        return;
+    }
+    let r = process::retained_pm();
+    let pid = r.pm_pid.load(Ordering::SeqCst);
+    let alive = r.version.load(Ordering::SeqCst) == PM_PROTO && is_live_child(pid);
+    let pm_cfg = PmConfig {
+        generation: 0,
+        classes: classes_of(cfg),
+        hard_restart: process::restart_is_hard(),
+        old_children: current_children(pid),
+        log_level: process::main_log_level(),
+    };
+    let running = if alive {
+        match send(&CtlMsg::Configure(pm_cfg.clone())) {
+            Ok(()) => Some(pid),
+            Err(e) => {
+                log::main_server(
+                    Level::Error,
+                    e.raw_os_error().unwrap_or(0),
+                    &format!("FastCGI: can't reach the process manager (pid {pid}), starting a new one"),
+                );
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                forget_pm();
+                fork_pm(pm_cfg, pid)
+            }
+        }
+    } else if !pm_cfg.classes.is_empty() {
+        let previous = if pid > 0 { pid } else { 0 };
+        forget_pm();
+        fork_pm(pm_cfg, previous)
+    } else {
+        None
+    };
+    if let Some(pid) = running {
+        let data = (state as *const ModuleState).cast_mut().cast::<c_void>();
+        process::register_other_child(pconf, pid, crate::entry::fcgi_rs_pm_maintenance, data);
+    }
+    process::on_pool_cleanup(pconf, on_config_destroyed);
+}
+
+/// httpd reaped the PM (or lost it): clean up its applications and start
+/// a new one with the current configuration.
+pub fn pm_died(state: &'static ModuleState, status: i32) {
+    let r = process::retained_pm();
+    let pid = r.pm_pid.load(Ordering::SeqCst);
+    log::main_server(
+        Level::Error,
+        0,
+        &format!("FastCGI: process manager (pid {pid}) exited (wait status {status}); starting a new one"),
+    );
+    forget_pm();
+    let Some(cfg) = state.config() else { return };
+    let pm_cfg = PmConfig {
+        generation: 0,
+        classes: classes_of(cfg),
+        hard_restart: true,
+        old_children: Vec::new(),
+        log_level: process::main_log_level(),
+    };
+    if let Some(new_pid) = fork_pm(pm_cfg, pid) {
+        let data = (state as *const ModuleState).cast_mut().cast::<c_void>();
+        process::register_other_child(state.pconf, new_pid, crate::entry::fcgi_rs_pm_maintenance, data);
+    }
+}
+
+/// The configuration pool is going away: on a restart nothing happens (the
+/// next post_config reconfigures the PM); when httpd exits, the PM stops
+/// every application (TERM, then KILL after a grace period), removes its
+/// sockets and exits, and we wait for it.
+fn on_config_destroyed() {
+    if process::main_state() != MainState::Exiting {
+        return;
+    }
+    let r = process::retained_pm();
+    let pid = r.pm_pid.load(Ordering::SeqCst);
+    if pid <= 0 {
+        return;
+    }
+    let _ = send(&CtlMsg::Shutdown);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let p = Pid::from_raw(pid);
+    loop {
+        match waitpid(p, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(WaitStatus::StillAlive) => {
+                let _ = killpg(p, Signal::SIGKILL);
+                let _ = waitpid(p, None);
+                break;
+            }
+            _ => break,
+        }
+    }
+    forget_pm();
+}
+
+/// child_init: httpd children have no business with the control socket.
+pub fn child_init() {
+    process::retained_pm().close_ctl();
+}
