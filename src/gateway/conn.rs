@@ -90,6 +90,29 @@ impl AppConn {
         })
     }
 
+    /// Like [`AppConn::connect`], but while the socket is missing, refusing
+    /// or its backlog is full, keeps trying (5 ms doubling to 100 ms) until
+    /// `timeout` has passed. Used for applications our process manager
+    /// runs: their socket appears a moment after the PM starts and is
+    /// re-created when the PM itself is restarted.
+    pub fn connect_patiently(addr: &AppAddr, timeout: Duration) -> Result<AppConn, ConnectError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            match AppConn::connect(addr, left) {
+                Err(ConnectError::Failed(e @ (Errno::ENOENT | Errno::ECONNREFUSED | Errno::EAGAIN))) => {
+                    if start.elapsed() + pause >= timeout {
+                        return Err(ConnectError::Failed(e));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Wraps an already connected socket (tests use a socketpair).
     pub fn from_stream(stream: UnixStream) -> io::Result<AppConn> {
         stream.set_nonblocking(true)?;

@@ -163,7 +163,7 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
                 StaticListen::Unix(p) => AppAddr::Unix(p.clone()),
                 StaticListen::Tcp(a) => AppAddr::Tcp(local_address(*a)),
             };
-            serve(r, &app, &addr, &st.opts, state.effective_ipc_dir())
+            serve_with(r, &app, &addr, &st.opts, state.effective_ipc_dir(), Connect::Patiently)
         }
     }
 }
@@ -231,8 +231,30 @@ fn spool_body(r: &mut Request, spool_dir: &Path) -> Result<Spool, i32> {
     Ok(spool)
 }
 
-/// Serves the request from the application at `addr`.
+/// How to connect.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    /// Once (external applications: a refusal is final).
+    Once,
+    /// Retrying while the socket is being (re)created (applications our
+    /// process manager runs).
+    Patiently,
+}
+
+/// Serves the request from the external application at `addr`.
 pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spool_dir: &Path) -> i32 {
+    serve_with(r, app, addr, opts, spool_dir, Connect::Once)
+}
+
+/// Serves the request from the application at `addr`.
+pub fn serve_with(
+    r: &mut Request,
+    app: &str,
+    addr: &AppAddr,
+    opts: &ConnOptions,
+    spool_dir: &Path,
+    how: Connect,
+) -> i32 {
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
         match spool_body(r, spool_dir) {
@@ -266,7 +288,16 @@ pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spo
     } else {
         idle
     };
-    let mut conn = match AppConn::connect(addr, connect_timeout) {
+    let connected = match how {
+        Connect::Once => AppConn::connect(addr, connect_timeout),
+        // Without -appConnTimeout, wait at most 10 s for a (re)starting
+        // process manager to bind the socket.
+        Connect::Patiently if opts.app_conn_timeout == 0 => {
+            AppConn::connect_patiently(addr, connect_timeout.min(Duration::from_secs(10)))
+        }
+        Connect::Patiently => AppConn::connect_patiently(addr, connect_timeout),
+    };
+    let mut conn = match connected {
         Ok(c) => c,
         Err(ConnectError::Failed(errno)) => {
             r.log(
