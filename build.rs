@@ -30,7 +30,6 @@ fn main() {
     println!("cargo:rerun-if-env-changed=APXS");
     println!("cargo:rerun-if-env-changed=APR_CONFIG");
     println!("cargo:rerun-if-changed=c_shim");
-    println!("cargo:rustc-check-cfg=cfg(fcgi_pm)");
 
     let mut includes: Vec<String> = Vec::new();
     includes.push(query(&apxs, &["-q", "INCLUDEDIR"]));

@@ -6,9 +6,7 @@
 use crate::config::{ConfigState, DirAuthConfig};
 use crate::ffi;
 use crate::httpd::{self, log, CmdParms, Level, Pool, Request};
-#[cfg(fcgi_pm)]
-use crate::module::supervisor;
-use crate::module::{directives, handler, routing, ModuleState, ServerConf};
+use crate::module::{directives, handler, routing, supervisor, ModuleState, ServerConf};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -141,7 +139,6 @@ pub unsafe extern "C" fn fcgi_rs_post_config(
         if let Err(reason) = cfg.prepare_ipc_dir(&crate::config::OsProbe) {
             log::main_server(Level::Error, 0, &format!("FastCGI: {reason}"));
         }
-        #[cfg(fcgi_pm)]
         supervisor::post_config(pool, state, cfg);
         // SAFETY: httpd passes the main server to post_config.
         unsafe {
@@ -162,7 +159,6 @@ pub unsafe extern "C" fn fcgi_rs_post_config(
 /// Called by httpd.
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_rs_child_init(_p: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
-    #[cfg(fcgi_pm)]
     guarded("child_init", (), supervisor::child_init)
 }
 
@@ -175,13 +171,11 @@ pub unsafe extern "C" fn fcgi_rs_child_init(_p: *mut ffi::apr_pool_t, _s: *mut f
 pub unsafe extern "C" fn fcgi_rs_pm_maintenance(reason: c_int, data: *mut c_void, status: c_int) {
     guarded("the process manager supervision", (), || {
         if reason as u32 == ffi::APR_OC_REASON_DEATH || reason as u32 == ffi::APR_OC_REASON_LOST {
-            httpd::process::unregister_other_child(data);
             // SAFETY: `data` is the pool-owned ModuleState of this generation.
-            #[cfg(fcgi_pm)]
             if let Some(state) = unsafe { data.cast::<ModuleState>().as_ref() } {
+                httpd::process::unregister_other_child(state);
                 supervisor::pm_died(state, status);
             }
-            let _ = (data, status);
         }
     })
 }

@@ -13,7 +13,9 @@ pub mod ffi;
 pub mod gateway;
 pub mod httpd;
 pub mod module;
+pub mod pm;
 pub mod proto;
+pub mod sys;
 
 /// Appended to the Server header / SERVER_SOFTWARE (legacy RT-03 appended
 /// `mod_fastcgi/mod_fastcgi-SNAP-0910052141`).

@@ -37,14 +37,16 @@ pub fn main_state() -> MainState {
     }
 }
 
-/// Whether the restart in progress (or just done) is a hard one (SIGHUP,
-/// `apachectl restart`) rather than graceful.
-pub fn restart_is_hard() -> bool {
+/// Whether the generation now being configured follows a hard restart
+/// (SIGHUP, `apachectl restart`) rather than a graceful one. (The MPMs
+/// record `was_graceful` when they restart; it is 0 at first start too,
+/// which callers tell apart by having nothing running yet.)
+pub fn restart_was_hard() -> bool {
     // SAFETY: the unixd retained data exists for the Unix MPMs; a NULL
     // result is handled.
     unsafe { ffi::ap_unixd_mpm_get_retained_data().as_ref() }
-        .map(|d| d.is_ungraceful != 0)
-        .unwrap_or(false)
+        .map(|d| d.was_graceful == 0)
+        .unwrap_or(true)
 }
 
 /// The process manager's identity, kept across configuration passes (and
@@ -189,7 +191,7 @@ pub fn close_fds_except(keep: &[RawFd]) {
 /// itself would write, for processes that write to the error log directly.
 pub fn format_log_line(level: &str, errno: i32, msg: &str) -> String {
     let mut buf = [0 as std::os::raw::c_char; 64];
-    let mut len: i32 = 0;
+    let mut len: i32 = buf.len() as i32;
     // SAFETY: `buf` is larger than the 32 bytes the USEC format needs.
     let time = unsafe {
         ffi::ap_recent_ctime_ex(
@@ -221,12 +223,13 @@ pub fn format_log_line(level: &str, errno: i32, msg: &str) -> String {
 /// Supervision of a child process through httpd's "other child" mechanism:
 /// httpd calls `callback(reason, data, status)` when it reaps the child (or
 /// on restarts/health checks). Registered for the lifetime of `pool`.
-pub fn register_other_child(
+pub fn register_other_child<T: Sync>(
     pool: Pool,
     pid: i32,
     callback: unsafe extern "C" fn(i32, *mut c_void, i32),
-    data: *mut c_void,
+    data: &'static T,
 ) {
+    let data = (data as *const T).cast_mut().cast::<c_void>();
     // SAFETY: the apr_proc_t lives in `pool`, as does the registration
     // (APR unregisters it in a cleanup of the same pool).
     unsafe {
@@ -260,7 +263,8 @@ pub fn on_pool_cleanup(pool: Pool, f: fn()) {
 
 /// Ends an "other child" registration made with `data` (required after a
 /// DEATH notification).
-pub fn unregister_other_child(data: *mut c_void) {
+pub fn unregister_other_child<T: Sync>(data: &'static T) {
+    let data = (data as *const T).cast_mut().cast::<c_void>();
     // SAFETY: APR looks the registration up by its data pointer.
     unsafe { ffi::apr_proc_other_child_unregister(data) }
 }

@@ -11,7 +11,6 @@ pub mod directives;
 pub mod env;
 pub mod handler;
 pub mod routing;
-#[cfg(fcgi_pm)]
 pub mod supervisor;
 
 use crate::config::ConfigState;

@@ -19,7 +19,6 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::ffi::c_void;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -124,7 +123,6 @@ fn fork_pm(cfg: PmConfig, previous: i32) -> Option<i32> {
     let level = cfg.log_level;
     let pm_fd = theirs.as_raw_fd();
     let child = process::fork_child(move || {
-        drop(ours);
         let _ = nix::unistd::setsid();
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
         process::set_process_title("fcgi-pm");
@@ -204,7 +202,7 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
     let pm_cfg = PmConfig {
         generation: 0,
         classes: classes_of(cfg),
-        hard_restart: process::restart_is_hard(),
+        hard_restart: process::restart_was_hard(),
         old_children: current_children(pid),
         log_level: process::main_log_level(),
     };
@@ -230,8 +228,7 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
         None
     };
     if let Some(pid) = running {
-        let data = (state as *const ModuleState).cast_mut().cast::<c_void>();
-        process::register_other_child(pconf, pid, crate::entry::fcgi_rs_pm_maintenance, data);
+        process::register_other_child(pconf, pid, crate::entry::fcgi_rs_pm_maintenance, state);
     }
     process::on_pool_cleanup(pconf, on_config_destroyed);
 }
@@ -256,8 +253,7 @@ pub fn pm_died(state: &'static ModuleState, status: i32) {
         log_level: process::main_log_level(),
     };
     if let Some(new_pid) = fork_pm(pm_cfg, pid) {
-        let data = (state as *const ModuleState).cast_mut().cast::<c_void>();
-        process::register_other_child(state.pconf, new_pid, crate::entry::fcgi_rs_pm_maintenance, data);
+        process::register_other_child(state.pconf, new_pid, crate::entry::fcgi_rs_pm_maintenance, state);
     }
 }
 

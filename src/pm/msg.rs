@@ -69,7 +69,10 @@ pub enum MsgError {
 impl MsgError {
     /// The stream's framing is lost: nothing after this error can be trusted.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, MsgError::BadMagic(_) | MsgError::UnsupportedVersion(_) | MsgError::TooLarge(_))
+        matches!(
+            self,
+            MsgError::BadMagic(_) | MsgError::UnsupportedVersion(_) | MsgError::TooLarge(_)
+        )
     }
 }
 
@@ -571,8 +574,9 @@ mod tests {
             old_children: vec![],
             log_level: 0,
         }));
-        let pos = bad_utf8.windows(1).rposition(|w| w == b"1").unwrap(); // value of A=1
-        bad_utf8[pos] = 0xff;
+        // The value of A=1: length 1, then "1".
+        let pos = bad_utf8.windows(5).position(|w| w == [0, 0, 0, 1, b'1']).unwrap();
+        bad_utf8[pos + 4] = 0xff;
         let bad_utf8 = bad_utf8[HEADER_LEN..].to_vec();
         let mut bad_listen = frame(&CtlMsg::Configure(PmConfig {
             generation: 1,

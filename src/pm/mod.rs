@@ -1,0 +1,453 @@
+//! The process manager (fcgi-pm, section 4): keeps the static applications
+//! (`FastCgiServer`, 2.2) running.
+//!
+//! One long-lived process forked by the httpd parent (the glue — fork, privilege drop,
+//! `setsid`, other-child registration — lives outside this module). It survives graceful
+//! restarts: every httpd generation sends it its configuration over a control socket
+//! ([`msg`]) and it reconciles ([`table::Table::configure`]), keeping unchanged classes
+//! running (SG-6; legacy PM-12 restarted everything).
+//!
+//! Structure:
+//! - [`spec`]: what the PM is told; [`msg`]: the control-channel codec (sans-IO);
+//! - [`table`]: every schedule / back-off / reconcile decision as a pure state machine
+//!   with `now` as input and its side effects behind a trait;
+//! - `os`: the real side effects (sockets, spawning, signals);
+//! - [`run`]: the event loop. All signals it cares about are blocked and read from a
+//!   signalfd; it polls the control socket and the signalfd with a timeout equal to the
+//!   time until the next scheduled action (no periodic tick; while a retired class waits
+//!   for the previous httpd generation it re-checks once a second).
+//!
+//! Pure Rust without `unsafe`; the OS calls that need it are in [`crate::sys`].
+
+#![forbid(unsafe_code)]
+
+pub mod msg;
+pub(crate) mod os;
+pub mod spec;
+pub mod table;
+#[cfg(test)]
+mod tests;
+
+pub use msg::{encode, CtlMsg, FrameReader, MsgError};
+pub use spec::{ClassSpec, Listen, PmConfig};
+
+use crate::sys;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::cell::Cell;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+use table::{Table, KILL_GRACE};
+
+/// httpd log levels, numbered like APLOG_* (0 = emerg .. 7 = debug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum LogLevel {
+    Emerg = 0,
+    Alert = 1,
+    Crit = 2,
+    Error = 3,
+    Warn = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+impl LogLevel {
+    /// httpd's name of the level, as in `[fastcgi:warn]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Emerg => "emerg",
+            LogLevel::Alert => "alert",
+            LogLevel::Crit => "crit",
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Notice => "notice",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// Where the PM's log lines go (the glue writes them to httpd's main error log).
+/// `errno` (0 for none) is the OS error to prefix httpd-style (`(<n>)<text>: `).
+/// [`run`] already filters by the `log_level` of the latest configuration.
+pub trait PmLog {
+    fn log(&self, level: LogLevel, errno: i32, msg: &str);
+}
+
+/// Filters by the configured `LogLevel` (updated with every configuration).
+pub struct Logger<'a> {
+    sink: &'a dyn PmLog,
+    max: Cell<u8>,
+}
+
+impl<'a> Logger<'a> {
+    pub fn new(sink: &'a dyn PmLog, max: u8) -> Logger<'a> {
+        Logger {
+            sink,
+            max: Cell::new(max),
+        }
+    }
+
+    pub fn set_level(&self, max: u8) {
+        self.max.set(max);
+    }
+
+    pub fn log(&self, level: LogLevel, errno: i32, msg: &str) {
+        if level as u8 <= self.max.get() {
+            self.sink.log(level, errno, msg);
+        }
+    }
+}
+
+/// How long the PM waits for SIGKILLed processes to be reaped before giving up on them.
+const KILL_REAP_WAIT: Duration = Duration::from_secs(5);
+/// Bytes read from the control socket at a time.
+const CTL_READ_CHUNK: usize = 64 * 1024;
+
+/// Exit codes of [`run`].
+pub const EXIT_OK: i32 = 0;
+/// The PM could not set itself up (signalfd, signal mask…).
+pub const EXIT_SETUP: i32 = 1;
+/// The control channel carried something this PM cannot understand (typically a newer
+/// module version after a graceful restart): the PM stopped everything so that a new one
+/// can be started.
+pub const EXIT_PROTOCOL: i32 = 3;
+
+/// Why the event loop ended.
+#[derive(Debug)]
+enum Stop {
+    Requested,
+    Signal(Signal),
+    CtlEof,
+    CtlError(Errno),
+    Protocol(MsgError),
+    Poll(Errno),
+}
+
+struct Pm<'a> {
+    ctl: OwnedFd,
+    sfd: SignalFd,
+    reader: FrameReader,
+    table: Table,
+    os: os::Os<'a>,
+}
+
+/// The signals the PM handles through its signalfd.
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+fn setup(ctl: &OwnedFd) -> Result<SignalFd, (Errno, &'static str)> {
+    let io_errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(0));
+    sys::fd::ensure_std_fds_open().map_err(|e| (io_errno(e), "open(/dev/null)"))?;
+    let mask = handled_signals();
+    mask.thread_block().map_err(|e| (e, "sigprocmask()"))?;
+    // Forget httpd's handlers and ignored signals (inherited through fork).
+    sys::signals::reset_dispositions(true);
+    let sfd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| (e, "signalfd()"))?;
+    // Legacy bug 17: nothing the PM inherited may reach the applications.
+    sys::fd::set_cloexec_from(3).map_err(|e| (io_errno(e), "close-on-exec sweep"))?;
+    let fd = ctl.as_raw_fd();
+    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| (e, "fcntl(F_GETFL)"))?;
+    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK))
+        .map_err(|e| (e, "fcntl(F_SETFL)"))?;
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| (e, "fcntl(F_SETFD)"))?;
+    Ok(sfd)
+}
+
+/// Runs the process manager until httpd tells it to stop ([`CtlMsg::Shutdown`]), the
+/// control socket reaches end-of-file (httpd gone, PM-14), or SIGTERM/SIGINT/SIGHUP
+/// arrives; then stops every application (SIGTERM, SIGKILL after 3 s) and removes its
+/// Unix sockets. Returns the process exit code ([`EXIT_OK`], [`EXIT_SETUP`],
+/// [`EXIT_PROTOCOL`]).
+///
+/// Expects to be the only thread of its process (it blocks signals, changes dispositions
+/// and the umask, and reaps every child with `waitpid(-1)`), with fd 2 = the error log
+/// the applications' stdout/stderr should go to.
+pub fn run(first: PmConfig, ctl: OwnedFd, log: &dyn PmLog) -> i32 {
+    let logger = Logger::new(log, first.log_level);
+    let sfd = match setup(&ctl) {
+        Ok(s) => s,
+        Err((errno, what)) => {
+            logger.log(
+                LogLevel::Alert,
+                errno as i32,
+                &format!("FastCGI: process manager exiting, {what} failed"),
+            );
+            return EXIT_SETUP;
+        }
+    };
+    logger.log(
+        LogLevel::Notice,
+        0,
+        &format!("FastCGI: process manager initialized (pid {})", std::process::id()),
+    );
+    let mut pm = Pm {
+        ctl,
+        sfd,
+        reader: FrameReader::new(),
+        table: Table::new(),
+        os: os::Os::new(logger),
+    };
+    pm.apply(first);
+    let stop = pm.event_loop();
+    pm.shutdown(stop)
+}
+
+/// Poll timeout until `t`, rounded up to whole milliseconds (at least 1 ms, so a due
+/// time in the past can never spin).
+fn timeout_until(t: Instant) -> PollTimeout {
+    let d = t.saturating_duration_since(Instant::now());
+    let ms = d.as_nanos().div_ceil(1_000_000).clamp(1, i32::MAX as u128) as i32;
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+}
+
+impl Pm<'_> {
+    fn log(&self, level: LogLevel, errno: i32, msg: &str) {
+        self.os.log.log(level, errno, msg);
+    }
+
+    fn apply(&mut self, cfg: PmConfig) {
+        self.os.log.set_level(cfg.log_level);
+        self.log(
+            LogLevel::Info,
+            0,
+            &format!(
+                "FastCGI: process manager: configuration of generation {} ({} server(s){})",
+                cfg.generation,
+                cfg.classes.len(),
+                if cfg.hard_restart { ", hard restart" } else { "" }
+            ),
+        );
+        self.table.configure(&cfg, Instant::now(), &mut self.os);
+    }
+
+    /// Reaps every terminated child.
+    fn reap(&mut self) {
+        loop {
+            match sys::wait::reap_any() {
+                Ok(Some((pid, how))) => {
+                    if !self.table.on_exit(pid, how, Instant::now(), &mut self.os) {
+                        self.log(
+                            LogLevel::Debug,
+                            0,
+                            &format!("FastCGI: process manager reaped unknown child (pid {pid})"),
+                        );
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.log(
+                        LogLevel::Error,
+                        e.raw_os_error().unwrap_or(0),
+                        "FastCGI: process manager: waitpid() failed",
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn event_loop(&mut self) -> Stop {
+        loop {
+            self.reap();
+            let now = Instant::now();
+            self.table.tick(now, &mut self.os);
+            let timeout = self.table.next_wakeup(now).map_or(PollTimeout::NONE, timeout_until);
+            let (ctl_ready, sig_ready) = {
+                let mut fds = [
+                    PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Stop::Poll(e),
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if sig_ready {
+                if let Some(stop) = self.read_signals() {
+                    return stop;
+                }
+            }
+            if ctl_ready {
+                if let Some(stop) = self.read_ctl() {
+                    return stop;
+                }
+            }
+        }
+    }
+
+    /// Drains the signalfd. SIGCHLD needs nothing here: every loop turn reaps.
+    fn read_signals(&mut self) -> Option<Stop> {
+        let mut stop = None;
+        loop {
+            match self.sfd.read_signal() {
+                Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(s @ (Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP)) => {
+                        stop = stop.or(Some(Stop::Signal(s)))
+                    }
+                    Ok(Signal::SIGUSR1) => {
+                        for line in self.table.status_lines() {
+                            self.log(LogLevel::Notice, 0, &line);
+                        }
+                    }
+                    _ => {}
+                },
+                Ok(None) => return stop,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    self.log(
+                        LogLevel::Error,
+                        e as i32,
+                        "FastCGI: process manager: read() from signalfd failed",
+                    );
+                    return stop;
+                }
+            }
+        }
+    }
+
+    fn read_ctl(&mut self) -> Option<Stop> {
+        let mut buf = vec![0u8; CTL_READ_CHUNK];
+        loop {
+            match nix::unistd::read(self.ctl.as_raw_fd(), &mut buf) {
+                Ok(0) => return Some(Stop::CtlEof),
+                Ok(n) => {
+                    self.reader.push(&buf[..n]);
+                    loop {
+                        match self.reader.next_msg() {
+                            Ok(Some(CtlMsg::Configure(cfg))) => self.apply(cfg),
+                            Ok(Some(CtlMsg::Shutdown)) => return Some(Stop::Requested),
+                            Ok(None) => break,
+                            Err(e) if e.is_fatal() => return Some(Stop::Protocol(e)),
+                            Err(e) => self.log(
+                                LogLevel::Error,
+                                0,
+                                &format!("FastCGI: process manager: bogus control message ignored: {e}"),
+                            ),
+                        }
+                    }
+                }
+                Err(Errno::EAGAIN) => return None,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Some(Stop::CtlError(e)),
+            }
+        }
+    }
+
+    /// Reaps until no process is left or `limit` has passed; true if none is left.
+    fn wait_children(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.reap();
+            if self.table.running_pids().is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let mut fds = [PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, timeout_until(deadline));
+            // Drain (SIGCHLD and repeated stop requests alike) so poll blocks again.
+            while let Ok(Some(_)) = self.sfd.read_signal() {}
+        }
+    }
+
+    /// PM-11 with bug 16 fixed: SIGTERM, up to 3 s of reaping, SIGKILL the rest and reap
+    /// them, remove the Unix sockets.
+    fn shutdown(mut self, stop: Stop) -> i32 {
+        let code = match &stop {
+            Stop::CtlEof | Stop::CtlError(_) => {
+                let (rc, errno) = match &stop {
+                    Stop::CtlError(e) => (-1, *e as i32),
+                    _ => (0, 0),
+                };
+                self.log(
+                    LogLevel::Alert,
+                    errno,
+                    &format!("FastCGI: read() from pipe failed ({rc})"),
+                );
+                self.log(
+                    LogLevel::Alert,
+                    0,
+                    "FastCGI: the PM is shutting down, Apache seems to have disappeared - bye",
+                );
+                EXIT_OK
+            }
+            Stop::Protocol(e) => {
+                self.log(
+                    LogLevel::Error,
+                    0,
+                    &format!("FastCGI: process manager shutting down: unusable control message ({e}); a new process manager has to be started"),
+                );
+                EXIT_PROTOCOL
+            }
+            Stop::Signal(s) => {
+                self.log(
+                    LogLevel::Notice,
+                    0,
+                    &format!("FastCGI: process manager received {}, shutting down", s.as_str()),
+                );
+                EXIT_OK
+            }
+            Stop::Requested => {
+                self.log(LogLevel::Info, 0, "FastCGI: process manager shutting down");
+                EXIT_OK
+            }
+            Stop::Poll(e) => {
+                self.log(
+                    LogLevel::Alert,
+                    *e as i32,
+                    "FastCGI: process manager exiting, poll() failed",
+                );
+                EXIT_SETUP
+            }
+        };
+        self.table.begin_shutdown(&mut self.os);
+        if !self.wait_children(KILL_GRACE) {
+            let left = self.table.running_pids();
+            self.log(
+                LogLevel::Warn,
+                0,
+                &format!(
+                    "FastCGI: {} process(es) still running {} seconds after SIGTERM, sending SIGKILL: {:?}",
+                    left.len(),
+                    KILL_GRACE.as_secs(),
+                    left
+                ),
+            );
+            self.table.kill_remaining(&mut self.os);
+            if !self.wait_children(KILL_REAP_WAIT) {
+                self.log(
+                    LogLevel::Error,
+                    0,
+                    &format!(
+                        "FastCGI: process manager exiting with unreaped processes: {:?}",
+                        self.table.running_pids()
+                    ),
+                );
+            }
+        }
+        self.os.release_all();
+        code
+    }
+}

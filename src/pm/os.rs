@@ -1,0 +1,269 @@
+//! The real [`Effects`]: listening sockets (PM-22), spawning (PM-25), signals, liveness of
+//! the previous httpd generation. Safe Rust over nix/std; the few calls that need `unsafe`
+//! are in [`crate::sys`].
+
+use super::spec::{ClassSpec, Listen};
+use super::table::{ClassId, Effects, SpawnResult, StopSignal};
+use super::{LogLevel, Logger};
+use crate::sys::child::{self, ChildSetup};
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    UnixAddr,
+};
+use nix::sys::stat::{stat, umask, Mode};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A Unix socket file this PM bound, identified by inode so that a file some later PM
+/// (or anybody else) put at the same path is never unlinked by mistake.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+#[derive(Debug)]
+pub struct ListenSocket {
+    fd: OwnedFd,
+    file: Option<SocketFile>,
+}
+
+/// Why a socket could not be created: the legacy text's failing call.
+#[derive(Debug)]
+pub struct SocketError {
+    pub errno: Errno,
+    pub what: String,
+}
+
+fn backlog(depth: u32) -> Backlog {
+    Backlog::new(i32::try_from(depth).unwrap_or(i32::MAX)).unwrap_or(Backlog::MAXCONN)
+}
+
+/// PM-22: creates, binds and listens on a class's socket (close-on-exec).
+pub fn create_listener(listen_on: &Listen, depth: u32) -> Result<ListenSocket, SocketError> {
+    let fail = |what: String| move |errno| SocketError { errno, what };
+    match listen_on {
+        Listen::Unix(path) => {
+            let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                .map_err(fail("socket() failed".into()))?;
+            let addr = UnixAddr::new(path.as_path()).map_err(fail(format!("bind() failed [{}]", path.display())))?;
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // bind() will fail and report it.
+                Err(_) => {}
+            }
+            // Never let the socket exist with looser permissions than 0600, even briefly
+            // (the PM is single-threaded, so the umask change is not seen by anyone else).
+            let old = umask(Mode::from_bits_truncate(0o177));
+            let bound = bind(fd.as_raw_fd(), &addr);
+            umask(old);
+            bound.map_err(fail(format!("bind() failed [{}]", path.display())))?;
+            let st = stat(path.as_path()).map_err(fail("chmod() of socket failed".into()))?;
+            let file = SocketFile {
+                path: path.clone(),
+                dev: st.st_dev,
+                ino: st.st_ino,
+            };
+            // From here on the file is removed again if anything fails.
+            let sock = ListenSocket { fd, file: Some(file) };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| SocketError {
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                what: "chmod() of socket failed".into(),
+            })?;
+            listen(&sock.fd, backlog(depth)).map_err(fail("listen() failed".into()))?;
+            Ok(sock)
+        }
+        Listen::Tcp(addr) => {
+            let family = match addr {
+                SocketAddr::V4(_) => AddressFamily::Inet,
+                SocketAddr::V6(_) => AddressFamily::Inet6,
+            };
+            let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                .map_err(fail("socket() failed".into()))?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(fail("socket() failed".into()))?;
+            let bound = match addr {
+                SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(*a)),
+                SocketAddr::V6(a) => bind(fd.as_raw_fd(), &SockaddrIn6::from(*a)),
+            };
+            // FIX (PM-22): legacy printed the port in network byte order.
+            bound.map_err(fail(format!("bind() failed [{addr}]")))?;
+            listen(&fd, backlog(depth)).map_err(fail("listen() failed".into()))?;
+            Ok(ListenSocket { fd, file: None })
+        }
+    }
+}
+
+impl ListenSocket {
+    /// Unlinks the socket file if it is still the one this PM bound. Done once.
+    fn unlink_if_ours(&mut self) -> std::io::Result<()> {
+        let Some(f) = self.file.take() else { return Ok(()) };
+        match stat(f.path.as_path()) {
+            Ok(st) if st.st_dev == f.dev && st.st_ino == f.ino => std::fs::remove_file(&f.path),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for ListenSocket {
+    fn drop(&mut self) {
+        let _ = self.unlink_if_ours();
+    }
+}
+
+/// Working directory of an application: the directory containing it (PM-25).
+pub fn app_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("/"),
+    }
+}
+
+/// Whether `pid` (a process of the previous httpd generation, not our child) still
+/// exists. A zombie counts as gone.
+pub fn is_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match kill(Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": comm may contain anything, so look after the last ')'.
+        Ok(s) => !matches!(
+            s.rfind(')').and_then(|i| s[i + 1..].trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => true,
+    }
+}
+
+/// The PM's side effects.
+pub struct Os<'a> {
+    pub log: Logger<'a>,
+    sockets: HashMap<ClassId, (PathBuf, ListenSocket)>,
+    pm_pid: i32,
+}
+
+impl<'a> Os<'a> {
+    pub fn new(log: Logger<'a>) -> Os<'a> {
+        Os {
+            log,
+            sockets: HashMap::new(),
+            pm_pid: nix::unistd::getpid().as_raw(),
+        }
+    }
+
+    /// Closes every socket and unlinks the Unix socket files this PM created.
+    pub fn release_all(&mut self) {
+        for (_, (app, sock)) in self.sockets.drain() {
+            release(&self.log, &app, sock);
+        }
+    }
+
+    fn ensure_socket(&mut self, class: ClassId, spec: &ClassSpec) -> Option<&ListenSocket> {
+        use std::collections::hash_map::Entry;
+        match self.sockets.entry(class) {
+            Entry::Occupied(e) => Some(&e.into_mut().1),
+            Entry::Vacant(v) => match create_listener(&spec.listen, spec.listen_queue_depth) {
+                Ok(s) => Some(&v.insert((spec.path.clone(), s)).1),
+                Err(e) => {
+                    self.log.log(
+                        LogLevel::Crit,
+                        e.errno as i32,
+                        &format!("FastCGI: can't create server \"{}\": {}", spec.path.display(), e.what),
+                    );
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn release(log: &Logger<'_>, app: &Path, mut sock: ListenSocket) {
+    let path = sock.file.as_ref().map(|f| f.path.clone());
+    if let (Err(e), Some(path)) = (sock.unlink_if_ours(), path) {
+        log.log(
+            LogLevel::Error,
+            e.raw_os_error().unwrap_or(0),
+            &format!(
+                "FastCGI: unlink() failed to remove socket file \"{}\" for server \"{}\"",
+                path.display(),
+                app.display()
+            ),
+        );
+    }
+}
+
+fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32) -> std::io::Result<i32> {
+    // Duplicates (close-on-exec) that std moves onto fds 0, 1 and 2 in the child.
+    let stdin = sock.fd.try_clone()?;
+    let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+    let mut cmd = Command::new(&spec.path);
+    cmd.env_clear()
+        .envs(spec.initial_env.iter().map(|(k, v)| (k, v)))
+        .current_dir(app_dir(&spec.path))
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr));
+    let setup = ChildSetup {
+        // Legacy passed the unsigned option to nice(int): a wrapped negative stays negative.
+        nice: spec.priority as i32,
+        parent_pid: pm_pid,
+    };
+    let child = child::spawn(&mut cmd, setup)?;
+    // Dropping `Child` neither waits nor kills: the PM reaps with waitpid(-1).
+    Ok(child.id() as i32)
+}
+
+impl Effects for Os<'_> {
+    fn spawn(&mut self, class: ClassId, spec: &ClassSpec) -> SpawnResult {
+        let pm_pid = self.pm_pid;
+        let Some(sock) = self.ensure_socket(class, spec) else {
+            return SpawnResult::SocketFailed;
+        };
+        match spawn_process(spec, sock, pm_pid) {
+            Ok(pid) => SpawnResult::Started(pid),
+            Err(e) => SpawnResult::Failed(e.to_string()),
+        }
+    }
+
+    fn signal(&mut self, pid: i32, sig: StopSignal) {
+        let s = match sig {
+            StopSignal::Term => Signal::SIGTERM,
+            StopSignal::Kill => Signal::SIGKILL,
+        };
+        // ESRCH: already gone (a zombie we have not reaped is still signallable).
+        let _ = kill(Pid::from_raw(pid), s);
+    }
+
+    fn log(&mut self, level: LogLevel, msg: String) {
+        self.log.log(level, 0, &msg);
+    }
+
+    fn release_socket(&mut self, class: ClassId) {
+        if let Some((app, sock)) = self.sockets.remove(&class) {
+            release(&self.log, &app, sock);
+        }
+    }
+
+    fn transfer_socket(&mut self, from: ClassId, to: ClassId) {
+        if let Some(s) = self.sockets.remove(&from) {
+            self.sockets.insert(to, s);
+        }
+    }
+
+    fn is_alive(&mut self, pid: i32) -> bool {
+        is_alive(pid)
+    }
+}

@@ -1,0 +1,1264 @@
+//! `FastCgiServer` (static applications) end to end: the process manager (`fcgi-pm`), the
+//! application instances it starts (identity, cwd, environment, fd 0), their sockets,
+//! restart after a crash, graceful and hard restarts of httpd under load, stop, a killed
+//! PM, the seed guide's static configurations and the configuration-time errors
+//! (reference 2.2 and 4).
+//!
+//!   cargo build --release --lib && cp target/release/libmod_fastcgi.so /tmp/static-test-mod.so
+//!   FCGI_TEST_MPM=event MOD_FASTCGI_SO=/tmp/static-test-mod.so \
+//!       cargo test --release --test static_apps -- --nocapture
+//!
+//! Every test starts its own Apache (ServerRoot = a fresh [`TestDir`], its own IPC
+//! directory) and its own copies of the applications, so the tests run in parallel and an
+//! application process is recognised by the path of its copy on its command line.
+//! Measurements are printed with `eprintln!` (run with `--nocapture` to see them).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{chown, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// Helpers: files and configuration
+// ---------------------------------------------------------------------------------------
+
+/// Apache with ServerRoot = `dir` (htdocs = `<dir>/htdocs`) and `extra` configuration.
+fn conf_in(dir: &TestDir, extra: &str) -> ApacheConf {
+    ApacheConf::new().root(dir.path()).extra(extra)
+}
+
+fn start_in(dir: &TestDir, extra: &str) -> Apache {
+    Apache::start(&conf_in(dir, extra))
+}
+
+/// Copies the probe binary to `<dir>/htdocs/<rel>` (mode 0755); returns the path.
+fn probe_at(dir: &TestDir, rel: &str) -> PathBuf {
+    let dst = dir.join("htdocs").join(rel);
+    if let Some(p) = dst.parent() {
+        fs::create_dir_all(p).expect("mkdir");
+        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o755));
+    }
+    fs::copy(probe_binary(), &dst).unwrap_or_else(|e| panic!("copy probe to {}: {e}", dst.display()));
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod probe");
+    dst
+}
+
+/// The seed guide's app.py (conf-examples/app.py) as `<dir>/htdocs/app.py`, 0755,
+/// owned by www-data (as the guide says).
+fn seed_app(dir: &TestDir) -> PathBuf {
+    let src = manifest_dir().join("conf-examples/app.py");
+    let dst = dir.write(
+        "htdocs/app.py",
+        fs::read(&src).expect("read conf-examples/app.py"),
+        0o755,
+    );
+    chown(&dst, Some(WWW_UID), Some(WWW_GID)).expect("chown app.py");
+    dst
+}
+
+/// md5 hex of `data` (through coreutils' md5sum).
+fn md5_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run md5sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().expect("md5sum output");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers: processes
+// ---------------------------------------------------------------------------------------
+
+/// The fields of /proc/<pid>/stat after the command name: [0] = state (field 3),
+/// [1] = ppid, [2] = pgrp, [3] = session, ..., [19] = starttime (field 22).
+fn stat_fields(pid: i32) -> Vec<String> {
+    let st = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    match st.rfind(')') {
+        Some(i) => st[i + 1..].split_whitespace().map(String::from).collect(),
+        None => Vec::new(),
+    }
+}
+
+fn ppid_of(pid: i32) -> i32 {
+    stat_fields(pid).get(1).and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
+fn session_of(pid: i32) -> i32 {
+    stat_fields(pid).get(3).and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Start time of `pid` in seconds since boot.
+fn start_time(pid: i32) -> Option<f64> {
+    stat_fields(pid)
+        .get(19)
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|t| t / clk_tck())
+}
+
+fn uptime() -> f64 {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Age of `pid` in seconds.
+fn age(pid: i32) -> f64 {
+    start_time(pid).map(|t| uptime() - t).unwrap_or(0.0)
+}
+
+/// (Uid line, Gid line) of /proc/<pid>/status as number lists.
+fn ids(pid: i32) -> (Vec<u32>, Vec<u32>) {
+    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let nums = |key: &str| -> Vec<u32> {
+        st.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|r| r.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    (nums("Uid:"), nums("Gid:"))
+}
+
+fn assert_www(pid: i32, what: &str) {
+    let (u, g) = ids(pid);
+    assert!(
+        !u.is_empty() && u.iter().all(|&x| x == WWW_UID) && !g.is_empty() && g.iter().all(|&x| x == WWW_GID),
+        "{what} (pid {pid}) should run as www-data (33/33), has Uid {u:?} Gid {g:?}"
+    );
+}
+
+/// Ignored-signal mask of `pid`.
+fn sig_ignored(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// The process environment, sorted.
+fn environ(pid: i32) -> Vec<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let mut v: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn cwd_of(pid: i32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default()
+}
+
+/// Inode of the socket on fd `fd` of `pid`.
+fn fd_socket_inode(pid: i32, fd: i32) -> Option<u64> {
+    let l = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let l = l.to_string_lossy();
+    l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Inode of the listening unix socket bound at `path` (/proc/net/unix).
+fn unix_listener_inode(path: &Path) -> Option<u64> {
+    let want = s(path);
+    fs::read_to_string("/proc/net/unix")
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode Path; St 01 = listening.
+            if f.len() >= 8 && f[7] == want && f[5] == "01" {
+                f[6].parse().ok()
+            } else {
+                None
+            }
+        })
+}
+
+/// (table, local address hex) of the listening TCP socket with `inode`.
+fn tcp_listener_of_inode(inode: u64) -> Option<(&'static str, String)> {
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = fs::read_to_string(format!("/proc/net/{table}")) else {
+            continue;
+        };
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() >= 10 && f[3] == "0A" && f[9].parse::<u64>().ok() == Some(inode) {
+                return Some((table, f[1].to_string()));
+            }
+        }
+    }
+    None
+}
+
+/// `ps` of apache and all its descendants, for assertion messages.
+fn ps_tree(apache: &Apache) -> String {
+    ps_of(&[vec![apache.pid()], apache.descendant_pids()].concat())
+}
+
+fn ps_of(pids: &[i32]) -> String {
+    if pids.is_empty() {
+        return "(no processes)".into();
+    }
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    let out = Command::new("ps")
+        .args(["-o", "pid,ppid,pgid,sid,user,stat,etimes,args", "-p", &list.join(",")])
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(e) => format!("(ps failed: {e})"),
+    }
+}
+
+/// Live children of apache whose command line says `fcgi-pm`.
+fn pm_pids(apache: &Apache) -> Vec<i32> {
+    apache
+        .child_pids()
+        .into_iter()
+        .filter(|&p| pid_cmdline(p).is_some_and(|c| c.contains("fcgi-pm")))
+        .collect()
+}
+
+/// Children of `pm` running `app` (a word of their command line is the path).
+fn app_children(pm: i32, app: &Path) -> Vec<i32> {
+    let want = s(app);
+    child_pids(pm)
+        .into_iter()
+        .filter(|&p| pid_cmdline(p).is_some_and(|c| c.split(' ').any(|w| w == want)))
+        .collect()
+}
+
+/// Any live process (anywhere) running `app`.
+fn all_app_processes(app: &Path) -> Vec<i32> {
+    let want = s(app);
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid_alive(p) && pid_cmdline(p).is_some_and(|c| c.split(' ').any(|w| w == want)) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The last lines of the error log.
+fn log_tail(apache: &Apache) -> String {
+    let log = apache.error_log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn evidence(apache: &Apache) -> String {
+    format!(
+        "--- ps ---\n{}--- error_log (tail) ---\n{}",
+        ps_tree(apache),
+        log_tail(apache)
+    )
+}
+
+/// Waits until exactly one PM runs with exactly `n` children running `app`, none of them
+/// in `not`; returns (pm, sorted pids).  Panics with ps and the log on timeout.
+fn wait_class(apache: &Apache, app: &Path, n: usize, not: &[i32], timeout: Duration) -> (i32, Vec<i32>) {
+    let mut found = (0, Vec::new());
+    let ok = wait_until(timeout, || {
+        let pms = pm_pids(apache);
+        if pms.len() != 1 {
+            return false;
+        }
+        let kids = app_children(pms[0], app);
+        let good = kids.len() == n && kids.iter().all(|p| !not.contains(p));
+        found = (pms[0], kids);
+        good
+    });
+    assert!(
+        ok,
+        "expected one fcgi-pm with {n} instance(s) of {} (excluding {not:?}) within {timeout:?}; last seen {found:?}\n{}",
+        app.display(),
+        evidence(apache)
+    );
+    found
+}
+
+fn kill9(pid: i32) {
+    // SAFETY: kill(2) on a process of the Apache this test started.
+    let r = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(r, 0, "kill -9 {pid} failed");
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers: requests
+// ---------------------------------------------------------------------------------------
+
+fn brief(r: &Response) -> String {
+    let t = r.text();
+    let body: String = t.chars().take(300).collect();
+    format!(
+        "status {} complete={} timed_out={} error={:?} in {:?}\n{}\n--- body ---\n{}",
+        r.status, r.complete, r.timed_out, r.error, r.elapsed, r.raw_head, body
+    )
+}
+
+/// GET with a 15 s timeout; a failing connect is a response with status 0.
+fn get_t(port: u16, path: &str) -> Response {
+    let raw = build_request("GET", path, port, &[], None);
+    match std::panic::catch_unwind(|| request_timeout(port, &raw, Duration::from_secs(15))) {
+        Ok(r) => r,
+        Err(e) => Response {
+            error: Some(format!(
+                "client panicked: {}",
+                e.downcast_ref::<String>().cloned().unwrap_or_else(|| "?".into())
+            )),
+            ..Response::default()
+        },
+    }
+}
+
+fn served_by(r: &Response) -> Option<i32> {
+    r.header("X-Probe-Pid").and_then(|v| v.trim().parse().ok())
+}
+
+/// Asserts a 200 from the probe and returns the serving pid.
+fn probe_ok(apache: &Apache, path: &str) -> i32 {
+    let r = get_t(apache.port(), path);
+    assert!(
+        r.status == 200 && r.complete,
+        "GET {path}: {}\n{}",
+        brief(&r),
+        evidence(apache)
+    );
+    served_by(&r).unwrap_or_else(|| panic!("GET {path}: no X-Probe-Pid\n{}", brief(&r)))
+}
+
+/// Polls GET `path` until a 200 comes back (each try up to 15 s) or `timeout` passes.
+fn poll_ok(port: u16, path: &str, timeout: Duration) -> Result<Response, Response> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = get_t(port, path);
+        if r.status == 200 && r.complete {
+            return Ok(r);
+        }
+        if Instant::now() >= deadline {
+            return Err(r);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Concurrent client threads looping GETs until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    t0: Instant,
+    handles: Vec<thread::JoinHandle<(usize, Vec<String>, Vec<i32>)>>,
+}
+
+struct LoadResult {
+    requests: usize,
+    failures: Vec<String>,
+    pids: BTreeMap<i32, usize>,
+}
+
+impl Load {
+    /// `threads` threads; thread i requests `paths[(i + n) % len]` for its n-th request.
+    fn start(port: u16, paths: &[&str], threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let t0 = Instant::now();
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        let handles = (0..threads)
+            .map(|i| {
+                let stop = stop.clone();
+                let paths = paths.clone();
+                thread::spawn(move || {
+                    let (mut n, mut fails, mut pids) = (0usize, Vec::new(), Vec::new());
+                    while !stop.load(Ordering::SeqCst) {
+                        let path = &paths[(i + n) % paths.len()];
+                        let r = get_t(port, path);
+                        n += 1;
+                        match served_by(&r) {
+                            Some(pid) if r.status == 200 && r.complete => pids.push(pid),
+                            _ => fails.push(format!(
+                                "t+{:.3}s thread {i} GET {path}: {}",
+                                t0.elapsed().as_secs_f64(),
+                                brief(&r)
+                            )),
+                        }
+                    }
+                    (n, fails, pids)
+                })
+            })
+            .collect();
+        Load { stop, t0, handles }
+    }
+
+    fn elapsed(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    fn finish(self) -> LoadResult {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut res = LoadResult {
+            requests: 0,
+            failures: Vec::new(),
+            pids: BTreeMap::new(),
+        };
+        for h in self.handles {
+            let (n, f, p) = h.join().expect("load thread");
+            res.requests += n;
+            res.failures.extend(f);
+            for pid in p {
+                *res.pids.entry(pid).or_default() += 1;
+            }
+        }
+        res
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Start-up: the PM, the instances, their identity, cwd, environment and socket
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn pm_starts_instances_as_www_data_on_an_ipc_socket() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "st/probe.fcgi");
+    let apache = start_in(
+        &dir,
+        "FastCgiIpcDir @ROOT@/ipc\nFastCgiServer @HTDOCS@/st/probe.fcgi -processes 3 -init-start-delay 0",
+    );
+    let (pm, apps) = wait_class(&apache, &app, 3, &[], Duration::from_secs(10));
+    eprintln!("fcgi-pm {pm}, instances {apps:?}\n{}", ps_tree(&apache));
+
+    // The PM: a child of the httpd parent, www-data, its own session.
+    assert_eq!(ppid_of(pm), apache.pid(), "fcgi-pm's parent");
+    assert!(pid_cmdline(pm).unwrap_or_default().contains("fcgi-pm"));
+    assert_www(pm, "fcgi-pm");
+    assert_eq!(
+        session_of(pm),
+        pm,
+        "fcgi-pm should lead its own session\n{}",
+        ps_tree(&apache)
+    );
+
+    // The IPC directory and the default socket name (md5 of the path).
+    let ipc = dir.join("ipc");
+    let meta = fs::metadata(&ipc).expect("IPC dir exists");
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o700, "IPC dir mode");
+    assert_eq!((meta.uid(), meta.gid()), (WWW_UID, WWW_GID), "IPC dir owner");
+    let sock = ipc.join(md5_hex(s(&app).as_bytes()));
+    let sm = fs::symlink_metadata(&sock)
+        .unwrap_or_else(|e| panic!("socket {} missing: {e}\n{}", sock.display(), evidence(&apache)));
+    assert!(sm.file_type().is_socket(), "{} is not a socket", sock.display());
+    assert_eq!(sm.permissions().mode() & 0o777, 0o600, "socket mode");
+    assert_eq!(sm.uid(), WWW_UID, "socket owner");
+    let listener = unix_listener_inode(&sock).expect("socket is listening (/proc/net/unix)");
+
+    // The instances: children of the PM, www-data, cwd = the app's directory, an empty
+    // environment (no -initial-env), fd 0 = the listening socket.
+    for &p in &apps {
+        assert_eq!(ppid_of(p), pm, "instance {p}'s parent");
+        assert_www(p, "instance");
+        assert_eq!(cwd_of(p), dir.join("htdocs/st"), "cwd of instance {p}");
+        assert_eq!(environ(p), Vec::<String>::new(), "environment of instance {p}");
+        assert_eq!(
+            fd_socket_inode(p, 0),
+            Some(listener),
+            "fd 0 of instance {p} should be {}",
+            sock.display()
+        );
+    }
+
+    // Requests to the path (no SetHandler) are served by the instances.
+    let mut seen = BTreeMap::new();
+    for _ in 0..12 {
+        let r = get_t(apache.port(), "/st/probe.fcgi?mode=env");
+        assert!(r.status == 200 && r.complete, "{}\n{}", brief(&r), evidence(&apache));
+        assert_eq!(r.env_var("SCRIPT_NAME").as_deref(), Some("/st/probe.fcgi"));
+        let pid = served_by(&r).expect("X-Probe-Pid");
+        assert!(apps.contains(&pid), "served by {pid}, not one of {apps:?}");
+        *seen.entry(pid).or_insert(0) += 1;
+    }
+    eprintln!("requests per instance: {seen:?}");
+
+    // Log lines.
+    assert!(
+        apache.wait_for_log(
+            &format!("FastCGI: process manager initialized (pid {pm})"),
+            Duration::from_secs(3)
+        ),
+        "no 'process manager initialized (pid {pm})'\n{}",
+        log_tail(&apache)
+    );
+    for &p in &apps {
+        let want = format!("FastCGI: server \"{}\" started (pid {p})", app.display());
+        assert!(
+            apache.wait_for_log(&want, Duration::from_secs(3)),
+            "missing {want:?}\n{}",
+            log_tail(&apache)
+        );
+    }
+}
+
+#[test]
+fn initial_env_is_the_whole_process_environment() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "env.fcgi");
+    let conf = conf_in(
+        &dir,
+        "FastCgiServer @HTDOCS@/env.fcgi -init-start-delay 0 -initial-env FOO=bar -initial-env BAZ",
+    )
+    .env("BAZ", "from apache's environment");
+    let apache = Apache::start(&conf);
+    let (_pm, apps) = wait_class(&apache, &app, 1, &[], Duration::from_secs(10));
+    let pid = probe_ok(&apache, "/env.fcgi?mode=env");
+    assert_eq!(apps, vec![pid]);
+    assert_eq!(
+        environ(pid),
+        vec!["BAZ=from apache's environment".to_string(), "FOO=bar".to_string()],
+        "/proc/{pid}/environ"
+    );
+    // No FastCgiIpcDir: the socket is in the default IPC dir (<runtime dir>/fastcgi).
+    let sock = dir.join("run/fastcgi").join(md5_hex(s(&app).as_bytes()));
+    assert!(
+        fs::symlink_metadata(&sock)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false),
+        "default socket {} missing\n{}",
+        sock.display(),
+        evidence(&apache)
+    );
+    assert_eq!(
+        fd_socket_inode(pid, 0),
+        unix_listener_inode(&sock),
+        "fd 0 is the default socket"
+    );
+}
+
+#[test]
+fn socket_option_relative_and_absolute() {
+    let dir = TestDir::new();
+    let rel_app = probe_at(&dir, "rel.fcgi");
+    let abs_app = probe_at(&dir, "abs.fcgi");
+    let abs_sock = dir.sock_dir().join("abs.sock");
+    let apache = start_in(
+        &dir,
+        &format!(
+            "FastCgiIpcDir @ROOT@/ipc\n\
+             FastCgiServer @HTDOCS@/rel.fcgi -socket rel.sock -init-start-delay 0\n\
+             FastCgiServer @HTDOCS@/abs.fcgi -socket {} -processes 2 -init-start-delay 0",
+            abs_sock.display()
+        ),
+    );
+    let (_, rel_pids) = wait_class(&apache, &rel_app, 1, &[], Duration::from_secs(10));
+    let (_, abs_pids) = wait_class(&apache, &abs_app, 2, &[], Duration::from_secs(10));
+    for (sock, pids) in [(dir.join("ipc/rel.sock"), &rel_pids), (abs_sock.clone(), &abs_pids)] {
+        let m = fs::symlink_metadata(&sock)
+            .unwrap_or_else(|e| panic!("{} missing: {e}\n{}", sock.display(), evidence(&apache)));
+        assert!(m.file_type().is_socket(), "{} is not a socket", sock.display());
+        assert_eq!(m.permissions().mode() & 0o777, 0o600, "mode of {}", sock.display());
+        assert_eq!(m.uid(), WWW_UID, "owner of {}", sock.display());
+        let ino = unix_listener_inode(&sock);
+        assert!(ino.is_some(), "{} not listening", sock.display());
+        for &p in pids.iter() {
+            assert_eq!(fd_socket_inode(p, 0), ino, "fd 0 of {p} should be {}", sock.display());
+        }
+    }
+    // No default-named socket was made for them.
+    for a in [&rel_app, &abs_app] {
+        assert!(!dir.join("ipc").join(md5_hex(s(a).as_bytes())).exists());
+    }
+    for _ in 0..4 {
+        assert!(rel_pids.contains(&probe_ok(&apache, "/rel.fcgi")));
+        assert!(abs_pids.contains(&probe_ok(&apache, "/abs.fcgi")));
+    }
+}
+
+#[test]
+fn port_option_all_interfaces_warns_and_loopback_address() {
+    let dir = TestDir::new();
+    let any_app = probe_at(&dir, "any.fcgi");
+    let lo_app = probe_at(&dir, "lo.fcgi");
+    let (p_any, p_lo) = (free_port(), free_port());
+    let apache = start_in(
+        &dir,
+        &format!(
+            "FastCgiIpcDir @ROOT@/ipc\n\
+             FastCgiServer @HTDOCS@/any.fcgi -port {p_any} -init-start-delay 0\n\
+             FastCgiServer @HTDOCS@/lo.fcgi -port 127.0.0.1:{p_lo} -init-start-delay 0"
+        ),
+    );
+    let (_, any_pids) = wait_class(&apache, &any_app, 1, &[], Duration::from_secs(10));
+    let (_, lo_pids) = wait_class(&apache, &lo_app, 1, &[], Duration::from_secs(10));
+
+    let ino = fd_socket_inode(any_pids[0], 0).expect("fd 0 of the -port app is a socket");
+    let l = tcp_listener_of_inode(ino);
+    assert_eq!(
+        l,
+        Some(("tcp", format!("00000000:{p_any:04X}"))),
+        "-port {p_any}: fd 0 should listen on 0.0.0.0:{p_any}"
+    );
+    let ino = fd_socket_inode(lo_pids[0], 0).expect("fd 0 of the -port 127.0.0.1: app is a socket");
+    assert_eq!(
+        tcp_listener_of_inode(ino),
+        Some(("tcp", format!("0100007F:{p_lo:04X}"))),
+        "-port 127.0.0.1:{p_lo}: fd 0 should listen on 127.0.0.1:{p_lo}"
+    );
+
+    assert_eq!(probe_ok(&apache, "/any.fcgi"), any_pids[0]);
+    assert_eq!(probe_ok(&apache, "/lo.fcgi"), lo_pids[0]);
+
+    let log = apache.error_log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("listens on all network interfaces"))
+        .collect();
+    assert!(
+        warned.iter().any(|l| l.contains(&s(&any_app))),
+        "no 'listens on all network interfaces' warning for {} in the error log\n{}\n--- stderr ---\n{}",
+        any_app.display(),
+        log_tail(&apache),
+        apache.stderr_log()
+    );
+    assert!(
+        !warned.iter().any(|l| l.contains(&s(&lo_app))),
+        "-port 127.0.0.1:n must not warn: {warned:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Restart of a dead instance
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn killed_instance_is_restarted_after_restart_delay() {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi"); // -restart-delay 1: replaced at once when older than 1 s
+    let b = probe_at(&dir, "b.fcgi"); // -restart-delay 3: killed young, replaced 3 s after spawn
+    let c = dir.write("htdocs/exit3.sh", "#!/bin/sh\nexit 3\n", 0o755);
+    let apache = start_in(
+        &dir,
+        "FastCgiIpcDir @ROOT@/ipc\n\
+         FastCgiServer @HTDOCS@/a.fcgi -restart-delay 1 -init-start-delay 0\n\
+         FastCgiServer @HTDOCS@/b.fcgi -restart-delay 3 -init-start-delay 0\n\
+         FastCgiServer @HTDOCS@/exit3.sh -restart-delay 1 -init-start-delay 0",
+    );
+    let (_, a_old) = wait_class(&apache, &a, 1, &[], Duration::from_secs(10));
+    let (_, b_old) = wait_class(&apache, &b, 1, &[], Duration::from_secs(10));
+    let (a_old, b_old) = (a_old[0], b_old[0]);
+    assert_eq!(probe_ok(&apache, "/a.fcgi"), a_old);
+    assert_eq!(probe_ok(&apache, "/b.fcgi"), b_old);
+    // Let a's spawn be more than its restart delay ago (b stays younger than 3 s).
+    while age(a_old) < 1.3 {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let b_age = age(b_old);
+    let b_spawn = start_time(b_old).unwrap();
+
+    let t0 = Instant::now();
+    kill9(a_old);
+    kill9(b_old);
+    // The request queues on the socket the PM keeps and is served by the replacement.
+    let r = get_t(apache.port(), "/a.fcgi");
+    let served = t0.elapsed();
+    assert!(
+        r.status == 200 && r.complete,
+        "GET after kill: {}\n{}",
+        brief(&r),
+        evidence(&apache)
+    );
+    let a_new = served_by(&r).expect("X-Probe-Pid");
+    assert_ne!(a_new, a_old, "served by the killed process?");
+    let a_spawned = start_time(a_new).map(|t| t - (uptime() - served.as_secs_f64()));
+    eprintln!(
+        "kill -9 {a_old} -> replacement {a_new} serving after {:.3} s (spawned {:.3} s after the kill)",
+        served.as_secs_f64(),
+        a_spawned.unwrap_or(f64::NAN)
+    );
+    assert!(
+        served < Duration::from_secs(3),
+        "replacement of a process older than -restart-delay 1 took {served:?}"
+    );
+    let (_, now) = wait_class(&apache, &a, 1, &[a_old], Duration::from_secs(5));
+    assert_eq!(now, vec![a_new]);
+    assert!(!pid_alive(a_old));
+    for want in [
+        format!(
+            "FastCGI: server \"{}\" (pid {a_old}) terminated due to uncaught signal '9' (Killed)",
+            a.display()
+        ),
+        format!("FastCGI: server \"{}\" restarted (pid {a_new})", a.display()),
+    ] {
+        assert!(
+            apache.wait_for_log(&want, Duration::from_secs(3)),
+            "missing {want:?}\n{}",
+            log_tail(&apache)
+        );
+    }
+
+    // b: killed when younger than its restart delay: replaced 3 s after its last spawn.
+    let (_, b_now) = wait_class(&apache, &b, 1, &[b_old], Duration::from_secs(8));
+    let b_new = b_now[0];
+    let gap = start_time(b_new).unwrap() - b_spawn;
+    eprintln!(
+        "-restart-delay 3: killed at age {b_age:.2} s, replacement {b_new} spawned {gap:.2} s after the previous spawn \
+         ({:.2} s after the kill)",
+        gap - b_age
+    );
+    // Whole-second clocks allow up to 1 s early; anything below 2 s ignores the delay.
+    assert!(
+        (2.0..=4.5).contains(&gap),
+        "replacement {gap:.2} s after the last spawn, -restart-delay 3"
+    );
+    assert_eq!(probe_ok(&apache, "/b.fcgi"), b_new);
+    for want in [
+        format!(
+            "FastCGI: server \"{}\" (pid {b_old}) terminated due to uncaught signal '9' (Killed)",
+            b.display()
+        ),
+        format!("FastCGI: server \"{}\" restarted (pid {b_new})", b.display()),
+    ] {
+        assert!(
+            apache.wait_for_log(&want, Duration::from_secs(3)),
+            "missing {want:?}\n{}",
+            log_tail(&apache)
+        );
+    }
+
+    // An instance that exits by itself: logged with its status and restarted.
+    let exit_line = format!("FastCGI: server \"{}\" (pid ", c.display());
+    assert!(
+        wait_until(Duration::from_secs(6), || {
+            let log = apache.error_log();
+            log.lines()
+                .any(|l| l.contains(&exit_line) && l.contains("terminated by calling exit with status '3'"))
+                && log.contains(&format!("FastCGI: server \"{}\" restarted (pid ", c.display()))
+        }),
+        "no exit-status / restarted lines for {}\n{}",
+        c.display(),
+        log_tail(&apache)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. httpd restarts
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn graceful_restart_keeps_unchanged_apps_and_drops_no_request() {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi");
+    let b = probe_at(&dir, "b.fcgi");
+    let base = "FastCgiIpcDir @ROOT@/ipc\n\
+                FastCgiServer @HTDOCS@/a.fcgi -processes 2 -init-start-delay 0 -restart-delay 1";
+    let conf1 = conf_in(
+        &dir,
+        &format!("{base}\nFastCgiServer @HTDOCS@/b.fcgi -init-start-delay 0 -restart-delay 1"),
+    );
+    let mut apache = Apache::start(&conf1);
+    let (pm, a_pids) = wait_class(&apache, &a, 2, &[], Duration::from_secs(10));
+    let (_, b_pids) = wait_class(&apache, &b, 1, &[], Duration::from_secs(10));
+    probe_ok(&apache, "/a.fcgi");
+    probe_ok(&apache, "/b.fcgi");
+
+    // Phase 1: two graceful restarts with nothing changed, under load.
+    let load = Load::start(apache.port(), &["/a.fcgi", "/b.fcgi"], 4);
+    thread::sleep(Duration::from_millis(800));
+    let mut marks = Vec::new();
+    for _ in 0..2 {
+        marks.push(load.elapsed());
+        apache.graceful();
+        marks.push(load.elapsed());
+        thread::sleep(Duration::from_millis(1000));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let res = load.finish();
+    eprintln!(
+        "graceful x2 under load: {} requests, {} failed; graceful at/done (s): {marks:.2?}; per pid {:?}",
+        res.requests,
+        res.failures.len(),
+        res.pids
+    );
+    assert!(
+        res.failures.is_empty(),
+        "{} of {} requests failed across two graceful restarts:\n{}\n{}",
+        res.failures.len(),
+        res.requests,
+        res.failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
+        evidence(&apache)
+    );
+    assert!(res.requests >= 20, "the load made only {} requests", res.requests);
+    assert_eq!(
+        pm_pids(&apache),
+        vec![pm],
+        "the PM should survive graceful restarts\n{}",
+        ps_tree(&apache)
+    );
+    assert_eq!(
+        app_children(pm, &a),
+        a_pids,
+        "unchanged class a must keep its processes\n{}",
+        evidence(&apache)
+    );
+    assert_eq!(
+        app_children(pm, &b),
+        b_pids,
+        "unchanged class b must keep its processes\n{}",
+        evidence(&apache)
+    );
+
+    // Phase 2: b's options change; graceful under load replaces b's processes only.
+    let conf2 = conf_in(
+        &dir,
+        &format!("{base}\nFastCgiServer @HTDOCS@/b.fcgi -init-start-delay 0 -restart-delay 1 -initial-env CHANGED=1"),
+    );
+    apache.reconfigure(&conf2);
+    let load = Load::start(apache.port(), &["/a.fcgi", "/b.fcgi"], 4);
+    thread::sleep(Duration::from_millis(800));
+    let g0 = load.elapsed();
+    apache.graceful();
+    let g1 = load.elapsed();
+    let (_, b_new) = wait_class(&apache, &b, 1, &b_pids, Duration::from_secs(10));
+    let replaced_at = load.elapsed();
+    thread::sleep(Duration::from_millis(1500));
+    let res = load.finish();
+    eprintln!(
+        "graceful with b changed, under load: {} requests, {} failed; graceful {g0:.2}-{g1:.2} s, b replaced by \
+         {replaced_at:.2} s; per pid {:?}",
+        res.requests,
+        res.failures.len(),
+        res.pids
+    );
+    assert!(
+        res.failures.is_empty(),
+        "{} of {} requests failed across a graceful restart that changed b:\n{}\n{}",
+        res.failures.len(),
+        res.requests,
+        res.failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n"),
+        evidence(&apache)
+    );
+    assert_eq!(
+        pm_pids(&apache),
+        vec![pm],
+        "the PM should survive\n{}",
+        ps_tree(&apache)
+    );
+    assert_eq!(
+        app_children(pm, &a),
+        a_pids,
+        "unchanged class a must keep its processes\n{}",
+        evidence(&apache)
+    );
+    assert!(
+        b_pids.iter().all(|&p| !pid_alive(p)),
+        "old b processes {b_pids:?} still alive\n{}",
+        ps_tree(&apache)
+    );
+    assert_eq!(
+        environ(b_new[0]),
+        vec!["CHANGED=1".to_string()],
+        "new b runs the new definition"
+    );
+    assert_eq!(probe_ok(&apache, "/b.fcgi"), b_new[0]);
+}
+
+#[test]
+fn hard_restart_replaces_every_app_process() {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi");
+    let b = probe_at(&dir, "b.fcgi");
+    let apache = start_in(
+        &dir,
+        "FastCgiIpcDir @ROOT@/ipc\n\
+         FastCgiServer @HTDOCS@/a.fcgi -processes 2 -init-start-delay 0 -restart-delay 1\n\
+         FastCgiServer @HTDOCS@/b.fcgi -init-start-delay 0 -restart-delay 1",
+    );
+    let (pm, a_old) = wait_class(&apache, &a, 2, &[], Duration::from_secs(10));
+    let (_, b_old) = wait_class(&apache, &b, 1, &[], Duration::from_secs(10));
+    let t0 = Instant::now();
+    apache.restart();
+    let (pm2, a_new) = wait_class(&apache, &a, 2, &a_old, Duration::from_secs(10));
+    let (_, b_new) = wait_class(&apache, &b, 1, &b_old, Duration::from_secs(10));
+    let old: Vec<i32> = a_old.iter().chain(&b_old).copied().collect();
+    assert!(
+        wait_until(Duration::from_secs(5), || old.iter().all(|&p| !pid_alive(p))),
+        "old app processes survive a hard restart: {:?}\n{}",
+        old.iter().filter(|&&p| pid_alive(p)).collect::<Vec<_>>(),
+        ps_of(&old)
+    );
+    eprintln!(
+        "hard restart: PM {pm} -> {pm2}, a {a_old:?} -> {a_new:?}, b {b_old:?} -> {b_new:?} in {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let r = poll_ok(apache.port(), "/a.fcgi", Duration::from_secs(10))
+        .unwrap_or_else(|r| panic!("/a.fcgi after restart: {}\n{}", brief(&r), evidence(&apache)));
+    assert!(a_new.contains(&served_by(&r).unwrap_or(0)));
+    let r = poll_ok(apache.port(), "/b.fcgi", Duration::from_secs(10))
+        .unwrap_or_else(|r| panic!("/b.fcgi after restart: {}\n{}", brief(&r), evidence(&apache)));
+    assert_eq!(served_by(&r), Some(b_new[0]));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Stop, and a killed PM
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn stop_leaves_no_process_and_no_socket_even_if_an_app_ignores_sigterm() {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi");
+    let stubborn = dir.write(
+        "htdocs/stubborn.py",
+        "#!/usr/bin/python3\nimport signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         while True:\n    time.sleep(1)\n",
+        0o755,
+    );
+    let tcp_app = probe_at(&dir, "tcp.fcgi");
+    let port = free_port();
+    let mut apache = start_in(
+        &dir,
+        &format!(
+            "FastCgiIpcDir @ROOT@/ipc\n\
+             FastCgiServer @HTDOCS@/a.fcgi -processes 2 -init-start-delay 0\n\
+             FastCgiServer @HTDOCS@/stubborn.py -socket stubborn.sock -init-start-delay 0\n\
+             FastCgiServer @HTDOCS@/tcp.fcgi -port 127.0.0.1:{port} -init-start-delay 0"
+        ),
+    );
+    let (pm, a_pids) = wait_class(&apache, &a, 2, &[], Duration::from_secs(10));
+    let (_, st_pids) = wait_class(&apache, &stubborn, 1, &[], Duration::from_secs(10));
+    let (_, tcp_pids) = wait_class(&apache, &tcp_app, 1, &[], Duration::from_secs(10));
+    probe_ok(&apache, "/a.fcgi");
+    probe_ok(&apache, "/tcp.fcgi");
+    // Wait until the stubborn app really ignores SIGTERM (bit 15).
+    assert!(
+        wait_until(Duration::from_secs(10), || sig_ignored(st_pids[0])
+            & (1 << (libc::SIGTERM - 1))
+            != 0),
+        "stubborn.py never ignored SIGTERM\n{}",
+        ps_tree(&apache)
+    );
+    let ipc = dir.join("ipc");
+    let socks = [ipc.join(md5_hex(s(&a).as_bytes())), ipc.join("stubborn.sock")];
+    for sk in &socks {
+        assert!(sk.exists(), "{} missing before stop", sk.display());
+    }
+    let mut ours: Vec<i32> = vec![pm];
+    ours.extend(&a_pids);
+    ours.extend(&st_pids);
+    ours.extend(&tcp_pids);
+    let before = ps_of(&ours);
+
+    let took = apache.stop();
+    eprintln!("stop with a SIGTERM-ignoring app took {:.2} s", took.as_secs_f64());
+    let gone = wait_until(Duration::from_secs(1), || ours.iter().all(|&p| !pid_alive(p)));
+    let survivors: Vec<i32> = ours.iter().copied().filter(|&p| pid_alive(p)).collect();
+    assert!(
+        gone,
+        "processes survive the stop: {survivors:?}\n--- before ---\n{before}--- after ---\n{}\n--- error_log ---\n{}",
+        ps_of(&survivors),
+        log_tail(&apache)
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "apache2 did not exit by itself within 10 s of SIGTERM (took {took:?})\n{}",
+        log_tail(&apache)
+    );
+    for app in [&a, &stubborn, &tcp_app] {
+        let left = all_app_processes(app);
+        assert!(left.is_empty(), "{} still running: {}", app.display(), ps_of(&left));
+    }
+    // No socket file of ours remains in the IPC dir (sub-directories may).
+    let mut leftovers = Vec::new();
+    let mut todo = vec![ipc.clone()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let ft = e.file_type().expect("file type");
+            if ft.is_dir() {
+                todo.push(e.path());
+            } else if ft.is_socket() {
+                leftovers.push(e.path());
+            } else {
+                eprintln!("note: non-socket file left in the IPC dir: {}", e.path().display());
+            }
+        }
+    }
+    assert!(
+        leftovers.is_empty(),
+        "sockets left in the IPC dir after stop: {leftovers:?}"
+    );
+    for sk in &socks {
+        assert!(!sk.exists(), "{} left after stop", sk.display());
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something still listens on the -port {port} after stop"
+    );
+}
+
+#[test]
+fn killed_pm_is_replaced_with_fresh_applications() {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi");
+    let apache = start_in(
+        &dir,
+        "FastCgiIpcDir @ROOT@/ipc\nFastCgiServer @HTDOCS@/a.fcgi -processes 2 -init-start-delay 0 -restart-delay 1",
+    );
+    let (pm, old) = wait_class(&apache, &a, 2, &[], Duration::from_secs(10));
+    probe_ok(&apache, "/a.fcgi");
+    let mark = apache.log_mark();
+    let t0 = Instant::now();
+    kill9(pm);
+
+    let noticed = apache.wait_for_log_after(
+        mark,
+        &format!("process manager (pid {pm}) exited"),
+        Duration::from_secs(10),
+    );
+    let t_noticed = t0.elapsed();
+    assert!(
+        noticed,
+        "httpd did not log 'process manager (pid {pm}) exited' within 10 s\n{}",
+        evidence(&apache)
+    );
+    let old_gone = wait_until(Duration::from_secs(5), || old.iter().all(|&p| !pid_alive(p)));
+    let t_old_gone = t0.elapsed();
+    assert!(
+        old_gone,
+        "applications of the killed PM survive: {}\n{}",
+        ps_of(&old),
+        evidence(&apache)
+    );
+    let (pm2, new) = wait_class(&apache, &a, 2, &old, Duration::from_secs(10));
+    assert_ne!(pm2, pm);
+    assert_eq!(ppid_of(pm2), apache.pid());
+    assert_www(pm2, "new fcgi-pm");
+    let r = poll_ok(
+        apache.port(),
+        "/a.fcgi",
+        Duration::from_secs(10).saturating_sub(t0.elapsed()),
+    )
+    .unwrap_or_else(|r| panic!("/a.fcgi after the PM was killed: {}\n{}", brief(&r), evidence(&apache)));
+    let t_serving = t0.elapsed();
+    assert!(
+        new.contains(&served_by(&r).unwrap_or(0)),
+        "served by {:?}, new {new:?}",
+        served_by(&r)
+    );
+    eprintln!(
+        "kill -9 fcgi-pm {pm}: noticed after {:.2} s, old apps gone after {:.2} s, new PM {pm2} with {new:?}, \
+         serving after {:.2} s",
+        t_noticed.as_secs_f64(),
+        t_old_gone.as_secs_f64(),
+        t_serving.as_secs_f64()
+    );
+    assert!(
+        apache.wait_for_log_after(
+            mark,
+            &format!("FastCGI: process manager initialized (pid {pm2})"),
+            Duration::from_secs(3)
+        ),
+        "no 'process manager initialized (pid {pm2})'\n{}",
+        log_tail(&apache)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. The seed guide's static configurations
+// ---------------------------------------------------------------------------------------
+
+fn check_seed_app(apache: &Apache, app: &Path) -> Vec<i32> {
+    let (_, pids) = wait_class(apache, app, 4, &[], Duration::from_secs(12));
+    for &p in &pids {
+        assert_www(p, "app.py");
+        assert_eq!(cwd_of(p), apache.htdocs(), "cwd of app.py {p}");
+    }
+    let mut starts: Vec<f64> = pids.iter().filter_map(|&p| start_time(p)).collect();
+    starts.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let gaps: Vec<String> = starts.windows(2).map(|w| format!("{:.2}", w[1] - w[0])).collect();
+    let span = starts.last().unwrap() - starts[0];
+    eprintln!("seed app.py instances {pids:?}, start gaps (default -init-start-delay) {gaps:?} s");
+    assert!(
+        span >= 1.9,
+        "4 instances with the default -init-start-delay 1 started within {span:.2} s (gaps {gaps:?})"
+    );
+    for _ in 0..8 {
+        let r = get_t(apache.port(), "/app.py");
+        assert!(
+            r.status == 200 && r.complete && r.text().contains("<h1>Hello world!</h1>"),
+            "GET /app.py: {}\n{}",
+            brief(&r),
+            evidence(apache)
+        );
+    }
+    pids
+}
+
+#[test]
+fn seed_for_the_lazy_static_mode_with_socket() {
+    let dir = TestDir::new();
+    let app = seed_app(&dir);
+    let sock = dir.sock_dir().join("fcgi.sock");
+    let apache = start_in(
+        &dir,
+        &format!(
+            "<VirtualHost 127.0.0.1:@PORT@>\n\
+             \x20   ServerName test\n\
+             \n\
+             \x20   DocumentRoot @HTDOCS@/\n\
+             \x20   <Directory />\n\
+             \x20       # The guide writes `Options FollowSymLinks +ExecCGI`; httpd 2.4 itself\n\
+             \x20       # refuses mixing plain and +/- options, so both carry a +.\n\
+             \x20       Options +FollowSymLinks +ExecCGI\n\
+             \x20       AllowOverride All\n\
+             \x20   </Directory>\n\
+             \n\
+             \x20   <Files app.py>\n\
+             \x20       SetHandler fastcgi-script\n\
+             \x20   </Files>\n\
+             \n\
+             \x20   FastCgiServer @HTDOCS@/app.py -processes 4 -socket {}\n\
+             </VirtualHost>",
+            sock.display()
+        ),
+    );
+    let pids = check_seed_app(&apache, &app);
+    let m = fs::symlink_metadata(&sock).unwrap_or_else(|e| panic!("{} missing: {e}", sock.display()));
+    assert!(m.file_type().is_socket());
+    assert_eq!(m.uid(), WWW_UID);
+    let ino = unix_listener_inode(&sock);
+    for &p in &pids {
+        assert_eq!(
+            fd_socket_inode(p, 0),
+            ino,
+            "fd 0 of app.py {p} should be {}",
+            sock.display()
+        );
+    }
+}
+
+#[test]
+fn seed_static_mode_with_port() {
+    let dir = TestDir::new();
+    let app = seed_app(&dir);
+    let port = free_port();
+    let apache = start_in(
+        &dir,
+        &format!(
+            "<Files app.py>\n    SetHandler fastcgi-script\n</Files>\n\
+             FastCgiServer @HTDOCS@/app.py -processes 4 -port {port}"
+        ),
+    );
+    let pids = check_seed_app(&apache, &app);
+    for &p in &pids {
+        let ino = fd_socket_inode(p, 0).expect("fd 0 is a socket");
+        assert_eq!(
+            tcp_listener_of_inode(ino).map(|(_, a)| a),
+            Some(format!("00000000:{port:04X}")),
+            "fd 0 of app.py {p}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Configuration errors (apache2 -t)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn config_errors_fail_the_config_test() {
+    let dir = TestDir::new();
+    let ok_app = probe_at(&dir, "ok.fcgi");
+    let noexec = dir.write("htdocs/noexec.fcgi", "#!/bin/sh\n", 0o644);
+    let adir = dir.mkdir("htdocs/adir");
+    let missing = dir.join("htdocs/missing.fcgi");
+    let (ok, out) = Apache::config_test(&conf_in(
+        &dir,
+        &format!(
+            "FastCgiServer {} -processes 2 -port 127.0.0.1:{}",
+            ok_app.display(),
+            free_port()
+        ),
+    ));
+    assert!(ok, "a valid FastCgiServer fails apache2 -t:\n{out}");
+    let o = s(&ok_app);
+    let cases: Vec<(String, String)> = vec![
+        (
+            format!("FastCgiServer {}", missing.display()),
+            format!(
+                "FastCgiServer: \"{0}\" stat({0}) failed: No such file or directory",
+                missing.display()
+            ),
+        ),
+        (
+            format!("FastCgiServer {}", noexec.display()),
+            format!(
+                "FastCgiServer: \"{}\" access for server (uid 33, gid 33) not allowed: execute not allowed",
+                noexec.display()
+            ),
+        ),
+        (
+            format!("FastCgiServer {}", adir.display()),
+            format!("FastCgiServer: \"{}\" script is a directory!", adir.display()),
+        ),
+        (
+            format!("FastCgiServer {o} -processes 0"),
+            format!("FastCgiServer {o}: invalid value for -processes: \"0\" must be >= 1"),
+        ),
+        (
+            format!("FastCgiServer {o} -processes x"),
+            format!("FastCgiServer {o}: invalid value for -processes: \"x\" must be a positive integer"),
+        ),
+        (
+            format!("FastCgiServer {o} -port 1 -socket s"),
+            format!("FastCgiServer {o}: -port and -socket are mutually exclusive options"),
+        ),
+        (
+            format!("FastCgiServer {o}\nFastCgiServer {o} -processes 2"),
+            format!("FastCgiServer: redefinition of a previously defined FastCGI server \"{o}\""),
+        ),
+    ];
+    let mut bad = Vec::new();
+    for (conf, want) in &cases {
+        let (ok, out) = Apache::config_test(&conf_in(&dir, conf));
+        if ok || !out.contains(want.as_str()) {
+            bad.push(format!(
+                "config:\n{conf}\nwanted a failure with: {want}\ngot (ok={ok}):\n{out}"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n----\n"));
+}
