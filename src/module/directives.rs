@@ -140,10 +140,7 @@ pub fn take1(cmd: &CmdParms, arg: &str) -> Result<(), String> {
     let mut cfg = state_for(cmd);
     match DirectiveId::from_info(cmd.info()) {
         Some(DirectiveId::IpcDir) => cfg.ipc_dir(arg, &OsProbe).map_err(|e| e.to_string()),
-        Some(DirectiveId::Wrapper) => cfg
-            .wrapper(&name, arg, &OsProbe)
-            .map_err(|e| e.to_string())
-            .and_then(|()| Err(not_yet(&name, "starting applications through a wrapper"))),
+        Some(DirectiveId::Wrapper) => cfg.wrapper(&name, arg, &OsProbe).map_err(|e| e.to_string()),
         other => Err(internal(&name, other)),
     }
 }

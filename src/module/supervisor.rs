@@ -11,10 +11,10 @@
 //! socket, kept in httpd's retained data as plain integers.
 
 use super::ModuleState;
-use crate::config::{ConfigState, Server, StaticListen};
+use crate::config::{ConfigState, Server};
 use crate::httpd::process::{self, MainState};
 use crate::httpd::{log, Level, Pool};
-use crate::pm::{self, ClassSpec, CtlMsg, Listen, PmConfig, PmLog};
+use crate::pm::{self, ClassSpec, CtlMsg, PmConfig, PmLog, WrapperExec};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -46,24 +46,22 @@ impl PmLog for ErrorLogWriter {
 
 /// The static application classes of `cfg`, as the PM needs them.
 pub fn classes_of(cfg: &ConfigState) -> Vec<ClassSpec> {
+    let main = cfg.fcgi_identity();
     cfg.servers()
         .iter()
         .filter_map(|s| match s {
-            Server::Static(st) => Some(ClassSpec {
-                path: st.path.clone(),
-                listen: match &st.listen {
-                    StaticListen::Unix(p) => Listen::Unix(p.clone()),
-                    StaticListen::Tcp(a) => Listen::Tcp(*a),
-                },
-                processes: st.processes,
-                restart_delay: st.restart_delay,
-                init_start_delay: st.init_start_delay,
-                min_server_life: st.min_server_life,
-                priority: st.priority,
-                listen_queue_depth: st.listen_queue_depth,
-                initial_env: st.initial_env.clone(),
-                app_mtime: std::fs::metadata(&st.path).map(|m| m.mtime()).unwrap_or(0),
-            }),
+            Server::Static(st) => {
+                let mtime = std::fs::metadata(&st.path).map(|m| m.mtime()).unwrap_or(0);
+                let wrapper = cfg.wrapper_path().map(|w| {
+                    let id = st.identity.as_ref().unwrap_or(&main);
+                    WrapperExec {
+                        path: w.to_path_buf(),
+                        user: id.user.clone(),
+                        group: id.group.clone(),
+                    }
+                });
+                Some(ClassSpec::from_static(st, mtime, wrapper))
+            }
             Server::External(_) => None,
         })
         .collect()
@@ -107,8 +105,27 @@ fn send(msg: &CtlMsg) -> std::io::Result<()> {
     process::retained_pm().write_ctl(&frame)
 }
 
+/// The PM of a wrapper configuration runs as User/Group but keeps a saved
+/// uid of root, so it can still signal applications a setuid wrapper
+/// (suexec) started as other users (legacy PM-05 kept root likewise).
+fn keep_saved_root(run_as: (u32, u32, String)) -> bool {
+    use nix::unistd::{getuid, initgroups, setgid, setresuid, Gid, Uid};
+    let (uid, gid, user) = run_as;
+    if !getuid().is_root() {
+        return true;
+    }
+    let Ok(name) = std::ffi::CString::new(user) else {
+        return false;
+    };
+    setgid(Gid::from_raw(gid)).is_ok()
+        && initgroups(&name, Gid::from_raw(gid)).is_ok()
+        && setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(0)).is_ok()
+}
+
 /// Forks a new PM with `cfg`; records it in the retained data.
-fn fork_pm(cfg: PmConfig, previous: i32) -> Option<i32> {
+fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) -> Option<i32> {
+    let who = crate::httpd::server::run_as();
+    let run_as = (who.uid, who.gid, who.user_name);
     let (ours, theirs) = match socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
@@ -131,7 +148,18 @@ fn fork_pm(cfg: PmConfig, previous: i32) -> Option<i32> {
         if previous > 0 {
             reap_previous_group(previous, &logger);
         }
-        if !process::drop_privileges() {
+        let dropped = match &wrapper {
+            None => process::drop_privileges(),
+            Some(w) => {
+                logger.log(
+                    pm::LogLevel::Notice,
+                    0,
+                    &format!("FastCGI: wrapper mechanism enabled (wrapper: {})", w.display()),
+                );
+                keep_saved_root(run_as)
+            }
+        };
+        if !dropped {
             logger.log(
                 pm::LogLevel::Alert,
                 0,
@@ -217,13 +245,13 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
                 );
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
                 forget_pm();
-                fork_pm(pm_cfg, pid)
+                fork_pm(pm_cfg, pid, cfg.wrapper_path().map(|p| p.to_path_buf()))
             }
         }
     } else if !pm_cfg.classes.is_empty() {
         let previous = if pid > 0 { pid } else { 0 };
         forget_pm();
-        fork_pm(pm_cfg, previous)
+        fork_pm(pm_cfg, previous, cfg.wrapper_path().map(|p| p.to_path_buf()))
     } else {
         None
     };
@@ -252,7 +280,7 @@ pub fn pm_died(state: &'static ModuleState, status: i32) {
         old_children: Vec::new(),
         log_level: process::main_log_level(),
     };
-    if let Some(new_pid) = fork_pm(pm_cfg, pid) {
+    if let Some(new_pid) = fork_pm(pm_cfg, pid, cfg.wrapper_path().map(|p| p.to_path_buf())) {
         process::register_other_child(state.pconf, new_pid, crate::entry::fcgi_rs_pm_maintenance, state);
     }
 }

@@ -29,7 +29,7 @@ pub mod table;
 mod tests;
 
 pub use msg::{encode, CtlMsg, FrameReader, MsgError};
-pub use spec::{ClassSpec, Listen, PmConfig};
+pub use spec::{ClassSpec, Listen, PmConfig, WrapperExec};
 
 use crate::sys;
 use nix::errno::Errno;

@@ -12,7 +12,7 @@
 //! and are fatal ([`MsgError::is_fatal`]); a well-framed payload that does not decode is
 //! reported and skipped.
 
-use super::spec::{ClassSpec, Listen, PmConfig};
+use super::spec::{ClassSpec, Listen, PmConfig, WrapperExec};
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -140,6 +140,15 @@ fn encode_class(c: &ClassSpec, out: &mut Vec<u8>) {
         put_bytes(out, v.as_bytes());
     }
     out.extend_from_slice(&c.app_mtime.to_be_bytes());
+    match &c.wrapper {
+        None => out.push(0),
+        Some(w) => {
+            out.push(1);
+            put_bytes(out, w.path.as_os_str().as_bytes());
+            put_bytes(out, w.user.as_bytes());
+            put_bytes(out, w.group.as_bytes());
+        }
+    }
 }
 
 /// Lengths are `u32` on the wire; anything longer cannot come from a real configuration.
@@ -310,6 +319,14 @@ fn decode_class(c: &mut Cursor<'_>) -> Result<ClassSpec, MsgError> {
         initial_env.push((k, v));
     }
     let app_mtime = c.i64("app_mtime")?;
+    let wrapper = match c.u8("wrapper flag")? {
+        0 => None,
+        _ => Some(WrapperExec {
+            path: c.path("wrapper path")?,
+            user: c.string("wrapper user")?,
+            group: c.string("wrapper group")?,
+        }),
+    };
     Ok(ClassSpec {
         path,
         listen,
@@ -321,6 +338,7 @@ fn decode_class(c: &mut Cursor<'_>) -> Result<ClassSpec, MsgError> {
         listen_queue_depth,
         initial_env,
         app_mtime,
+        wrapper,
     })
 }
 
@@ -424,6 +442,11 @@ mod tests {
             listen_queue_depth: 100,
             initial_env: vec![("A".into(), "1".into()), ("EMPTY".into(), String::new())],
             app_mtime: -1_700_000_000,
+            wrapper: Some(WrapperExec {
+                path: "/usr/lib/apache2/suexec".into(),
+                user: "web1".into(),
+                group: "#1001".into(),
+            }),
         }
     }
 
@@ -593,7 +616,10 @@ mod tests {
             (vec![], MsgError::Truncated("tag")),
             (vec![77], MsgError::UnknownTag(77)),
             (vec![TAG_SHUTDOWN, 0], MsgError::TrailingBytes(1)),
-            (payload[..payload.len() - 1].to_vec(), MsgError::Truncated("app_mtime")),
+            (
+                payload[..payload.len() - 1].to_vec(),
+                MsgError::Truncated("wrapper group"),
+            ),
             (payload[..20].to_vec(), MsgError::Truncated("old_children")),
             (with_trailing, MsgError::TrailingBytes(1)),
             (bad_bool, MsgError::BadBool(2, "hard_restart")),

@@ -204,12 +204,34 @@ fn release(log: &Logger<'_>, app: &Path, mut sock: ListenSocket) {
     }
 }
 
+/// Runs `f` with effective uid 0 when the saved uid allows it (the PM of a
+/// wrapper configuration), else as is.
+fn with_root(f: impl FnOnce()) {
+    let Ok(ids) = nix::unistd::getresuid() else { return f() };
+    if ids.saved.is_root() && !ids.effective.is_root() && nix::unistd::seteuid(nix::unistd::Uid::from_raw(0)).is_ok() {
+        f();
+        let _ = nix::unistd::seteuid(ids.effective);
+    } else {
+        f();
+    }
+}
+
 fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32) -> std::io::Result<i32> {
     // Duplicates (close-on-exec) that std moves onto fds 0, 1 and 2 in the child.
     let stdin = sock.fd.try_clone()?;
     let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
     let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let mut cmd = Command::new(&spec.path);
+    // PM-27: through the wrapper, argv = [wrapper, user, group, basename].
+    let mut cmd = match &spec.wrapper {
+        None => Command::new(&spec.path),
+        Some(w) => {
+            let mut c = Command::new(&w.path);
+            c.arg(&w.user)
+                .arg(&w.group)
+                .arg(spec.path.file_name().unwrap_or(spec.path.as_os_str()));
+            c
+        }
+    };
     cmd.env_clear()
         .envs(spec.initial_env.iter().map(|(k, v)| (k, v)))
         .current_dir(app_dir(&spec.path))
@@ -244,7 +266,13 @@ impl Effects for Os<'_> {
             StopSignal::Kill => Signal::SIGKILL,
         };
         // ESRCH: already gone (a zombie we have not reaped is still signallable).
-        let _ = kill(Pid::from_raw(pid), s);
+        if kill(Pid::from_raw(pid), s) == Err(nix::errno::Errno::EPERM) {
+            // A wrapped application running as another user: with a wrapper
+            // the PM keeps a saved uid of root for exactly this (PM-05).
+            with_root(|| {
+                let _ = kill(Pid::from_raw(pid), s);
+            });
+        }
     }
 
     fn log(&mut self, level: LogLevel, msg: String) {

@@ -41,12 +41,24 @@ pub struct ClassSpec {
     pub initial_env: Vec<(String, String)>,
     /// mtime (seconds) of the application file when the configuration was read.
     pub app_mtime: i64,
+    /// `FastCgiWrapper`: start the application through this wrapper (PM-27).
+    pub wrapper: Option<WrapperExec>,
+}
+
+/// How a class is started through `FastCgiWrapper` (PM-27): `argv = [wrapper, user, group,
+/// basename of the application]`, working directory the application's, same environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrapperExec {
+    pub path: PathBuf,
+    /// User and group names the wrapper is asked to run the application as.
+    pub user: String,
+    pub group: String,
 }
 
 impl ClassSpec {
     /// Builds the PM's view of a parsed `FastCgiServer`. `app_mtime` is the application
     /// file's mtime (seconds) as the glue saw it at post_config.
-    pub fn from_static(s: &StaticServer, app_mtime: i64) -> ClassSpec {
+    pub fn from_static(s: &StaticServer, app_mtime: i64, wrapper: Option<WrapperExec>) -> ClassSpec {
         ClassSpec {
             path: s.path.clone(),
             listen: match &s.listen {
@@ -61,6 +73,7 @@ impl ClassSpec {
             listen_queue_depth: s.listen_queue_depth,
             initial_env: s.initial_env.clone(),
             app_mtime,
+            wrapper,
         }
     }
 }

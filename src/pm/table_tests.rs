@@ -62,6 +62,7 @@ fn spec(path: &str, processes: u32, restart_delay: u32, init_start_delay: u32, m
         listen_queue_depth: 100,
         initial_env: vec![],
         app_mtime: 1,
+        wrapper: None,
     }
 }
 

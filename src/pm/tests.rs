@@ -178,6 +178,7 @@ fn class(path: &Path, listen: Listen, processes: u32) -> ClassSpec {
         listen_queue_depth: 10,
         initial_env: vec![("FOO".into(), "bar baz".into()), ("EMPTY".into(), String::new())],
         app_mtime: 1,
+        wrapper: None,
     }
 }
 

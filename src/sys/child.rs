@@ -42,6 +42,14 @@ fn setup_in_child(s: ChildSetup) -> io::Result<()> {
             return Err(io::Error::from_raw_os_error(Errno::last_raw()));
         }
     }
+    // A PM that keeps a saved uid of root (wrapper configurations) must not
+    // pass it on: the application (or the wrapper) runs with real,
+    // effective and saved uid all the server's User.
+    if let Ok(ids) = nix::unistd::getresuid() {
+        if ids.saved != ids.effective {
+            nix::unistd::setresuid(ids.effective, ids.effective, ids.effective).map_err(io::Error::from)?;
+        }
+    }
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)?;
     if nix::unistd::getppid().as_raw() != s.parent_pid {
         // The PM died before PDEATHSIG was armed: nobody would ever stop this process.
