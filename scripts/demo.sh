@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: starts Apache on 127.0.0.1 with the built mod_fastcgi.so and
-# the seed guide's flup application as an external FastCGI server, prints
-# the URL and stays in the foreground until Ctrl-C; then stops everything
-# it started (by pid) and removes its temporary directory.
+# the seed guide's flup application as a static FastCGI application
+# (`FastCgiServer ... -processes 4`, started by the module's process
+# manager), plus the same application as an external server, prints the
+# URLs and stays in the foreground until Ctrl-C; then stops everything it
+# started (by pid) and removes its temporary directory.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 port=${DEMO_PORT:-8080}
@@ -13,8 +15,11 @@ chmod 0755 "$root"
 mkdir -p "$root"/{conf,logs,htdocs,run}
 chown www-data:www-data "$root/run"
 install -m 0755 "$top/conf-examples/app.py" "$root/htdocs/app.py"
+install -m 0755 "$top/conf-examples/app.py" "$root/htdocs/external.py"
 cat > "$root/htdocs/index.html" <<HTML
-<html><body><p>mod_fastcgi demo: <a href="/app.py">/app.py</a> is served by a flup FastCGI application.</p></body></html>
+<html><body><p>mod_fastcgi demo: <a href="/app.py">/app.py</a> is the seed guide's flup application run by
+the module's process manager (4 processes); <a href="/external.py">/external.py</a> is the same application
+started separately and reached as an external server.</p></body></html>
 HTML
 mpm=${DEMO_MPM:-event}
 cat > "$root/conf/httpd.conf" <<CONF
@@ -43,7 +48,10 @@ DirectoryIndex index.html
     SetHandler fastcgi-script
 </Files>
 FastCgiIpcDir $root/run/fastcgi
-FastCgiExternalServer $root/htdocs/app.py -socket app.sock
+# Seed guide, "For the lazy" / static mode:
+FastCgiServer $root/htdocs/app.py -processes 4 -socket app.sock
+# Seed guide, external mode:
+FastCgiExternalServer $root/htdocs/external.py -socket external.sock
 CONF
 
 pids=()
@@ -58,7 +66,7 @@ trap cleanup INT TERM EXIT
 
 /usr/sbin/apache2 -d "$root" -f "$root/conf/httpd.conf" -t
 mkdir -p "$root/run/fastcgi"; chown www-data:www-data "$root/run/fastcgi"; chmod 0700 "$root/run/fastcgi"
-setpriv --reuid=www-data --regid=www-data --init-groups /usr/bin/python3 "$root/htdocs/app.py" "$root/run/fastcgi/app.sock" \
+setpriv --reuid=www-data --regid=www-data --init-groups /usr/bin/python3 "$root/htdocs/external.py" "$root/run/fastcgi/external.sock" \
   >>"$root/logs/app.log" 2>&1 &
 pids+=($!)
 /usr/sbin/apache2 -d "$root" -f "$root/conf/httpd.conf" -DFOREGROUND &
@@ -68,7 +76,12 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 echo
-echo "mod_fastcgi demo is running: http://127.0.0.1:$port/app.py"
+echo "mod_fastcgi demo is running: http://127.0.0.1:$port/app.py (static, 4 processes)"
+echo "                             http://127.0.0.1:$port/external.py (external server)"
 echo "  (Apache error log: $root/logs/error_log; press Ctrl-C to stop)"
 curl -sS "http://127.0.0.1:$port/app.py" | sed 's/^/  | /'
+echo
+sleep 3.5  # the 4 static processes start 1 s apart (-init-start-delay)
+echo "  processes:"
+ps -eo pid,ppid,user,args | grep -E "fcgi-pm|app.py|external.py" | grep -v grep | sed 's/^/  /'
 wait "${pids[1]}"

@@ -1262,3 +1262,96 @@ fn config_errors_fail_the_config_test() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n----\n"));
 }
+
+/// FastCgiWrapper (PM-27): the application is started as `wrapper user group basename`,
+/// in the application's directory, with the same environment; it then runs under the
+/// wrapper (here a logging shell script that execs the application).
+#[test]
+fn wrapper_gets_the_legacy_arguments_and_runs_the_app() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "fcgi/wrapped.fcgi");
+    let log = dir.join("wrap.log");
+    fs::write(&log, b"").expect("create wrap.log");
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).expect("chmod wrap.log");
+    let wrapper = dir.write(
+        "bin/logwrap.sh",
+        format!(
+            "#!/bin/sh\necho \"uid=$(id -u) cwd=$(pwd) argc=$# args=$*\" >> {}\nexec ./\"$3\"\n",
+            log.display()
+        ),
+        0o755,
+    );
+    let _ = fs::set_permissions(dir.join("bin"), fs::Permissions::from_mode(0o755));
+    let apache = start_in(
+        &dir,
+        &format!(
+            "FastCgiWrapper {}\nFastCgiServer {} -processes 2 -init-start-delay 0 -initial-env WRAPPED=yes",
+            s(&wrapper),
+            s(&app)
+        ),
+    );
+    let pid = probe_ok(&apache, "/fcgi/wrapped.fcgi?mode=env");
+    assert!(
+        apache.error_log().contains(&format!(
+            "FastCGI: wrapper mechanism enabled (wrapper: {})",
+            s(&wrapper)
+        )),
+        "{}",
+        evidence(&apache)
+    );
+    let lines = fs::read_to_string(&log).expect("read wrap.log");
+    let want = format!(
+        "uid=33 cwd={} argc=3 args=www-data www-data wrapped.fcgi",
+        s(app.parent().unwrap())
+    );
+    assert!(
+        lines.lines().count() >= 1 && lines.lines().all(|l| l == want),
+        "wrapper log:\n{lines}\nwanted lines equal to: {want}"
+    );
+    // The process that serves is the application the wrapper exec'd: same pid the
+    // wrapper had, a child of the PM, running as www-data with only -initial-env.
+    let pm = pm_pids(&apache)[0];
+    assert_eq!(ppid_of(pid), pm, "{}", evidence(&apache));
+    assert_www(pid, "wrapped app");
+    // (/bin/sh itself exports PWD before exec'ing the application.)
+    let env: Vec<String> = environ(pid).into_iter().filter(|v| !v.starts_with("PWD=")).collect();
+    assert_eq!(env, vec!["WRAPPED=yes".to_string()]);
+    // The PM keeps a saved uid of root (to signal wrapped applications that a setuid
+    // wrapper moved to another user); the application never inherits it.
+    let (pm_uids, _) = ids(pm);
+    assert_eq!(pm_uids, vec![33, 33, 0, 33], "PM uids (real, effective, saved, fs)");
+    let (app_uids, _) = ids(pid);
+    assert_eq!(app_uids, vec![33, 33, 33, 33], "app uids");
+}
+
+/// graceful-stop (SIGWINCH): in-flight requests finish, then every application is
+/// stopped and its socket removed.
+#[test]
+fn graceful_stop_finishes_requests_then_stops_apps() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "slow.fcgi");
+    let mut apache = start_in(&dir, &format!("FastCgiServer {} -processes 1", s(&app)));
+    let (_pm, pids) = wait_class(&apache, &app, 1, &[], Duration::from_secs(10));
+    let port = apache.port();
+    let inflight = thread::spawn(move || get_t(port, "/slow.fcgi?mode=sleep&ms=1500"));
+    thread::sleep(Duration::from_millis(300));
+    apache.signal(libc::SIGWINCH);
+    let r = inflight.join().expect("client thread");
+    assert_eq!(r.status, 200, "in-flight request during graceful-stop: {}", brief(&r));
+    assert!(
+        wait_until(Duration::from_secs(15), || !apache.alive()),
+        "apache did not exit after graceful-stop\n{}",
+        evidence(&apache)
+    );
+    apache.stop();
+    assert!(
+        wait_until(Duration::from_secs(5), || pids.iter().all(|&p| !pid_alive(p))),
+        "app processes left after graceful-stop: {}",
+        ps_of(&pids)
+    );
+    let ipc = dir.join("run/fastcgi");
+    let leftovers: Vec<_> = fs::read_dir(&ipc)
+        .map(|d| d.flatten().map(|e| e.file_name()).filter(|n| n != "dynamic").collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "sockets left in {}: {leftovers:?}", ipc.display());
+}

@@ -1,0 +1,126 @@
+/*
+ * bench/app.c: the FastCGI application every benchmark configuration talks to.
+ *
+ * Build:  gcc -O2 -Wall -o app app.c -lfcgi        (bench/run does this)
+ *
+ * Usage:  app                          listen socket on fd 0 (started by a process
+ *                                      manager: FastCgiServer, mod_fcgid, bench/run)
+ *         app --socket PATH [--backlog N]
+ *                                      open and listen on a unix socket itself
+ *                                      (FastCgiExternalServer / ProxyPass unix:)
+ *
+ * A single-threaded FCGX_Accept_r loop, like most libfcgi applications.  The request
+ * is chosen by the end of REQUEST_URI (query string ignored), so the same binary
+ * answers under any prefix (/app.fcgi/small, /app/small, ...):
+ *
+ *   GET  .../small  -> 200, "Hello, world!" (13 bytes)
+ *   GET  .../big    -> 200, 1 MiB: byte i is 'a' + i % 26
+ *   POST .../post   -> 200, reads the whole request body, answers its length in
+ *                      decimal (e.g. "1048576"), no newline
+ *   anything else   -> 404
+ *
+ * Every response carries Content-Length.  Request bodies are always read to the end
+ * so that libfcgi keeps FCGI_KEEP_CONN connections open.
+ */
+#include <fcgiapp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BIG_LEN (1024 * 1024)
+#define SMALL_BODY "Hello, world!"
+
+static char big[BIG_LEN];
+static char inbuf[65536];
+
+static int ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+static long drain(FCGX_Stream *in)
+{
+    long total = 0;
+    int n;
+    while ((n = FCGX_GetStr(inbuf, (int)sizeof inbuf, in)) > 0)
+        total += n;
+    return total;
+}
+
+static void reply(FCGX_Request *r, const char *status, const char *body, size_t len)
+{
+    FCGX_FPrintF(r->out,
+                 "Status: %s\r\nContent-Type: %s\r\nContent-Length: %lu\r\n\r\n",
+                 status,
+                 len == BIG_LEN ? "application/octet-stream" : "text/plain",
+                 (unsigned long)len);
+    if (len > 0)
+        FCGX_PutStr(body, (int)len, r->out);
+}
+
+int main(int argc, char **argv)
+{
+    FCGX_Request req;
+    int sock = 0, backlog = 1024, i;
+    const char *path = NULL;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--backlog") == 0 && i + 1 < argc)
+            backlog = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--socket PATH [--backlog N]]\n", argv[0]);
+            return 2;
+        }
+    }
+    for (i = 0; i < BIG_LEN; i++)
+        big[i] = (char)('a' + i % 26);
+    signal(SIGPIPE, SIG_IGN);
+    if (FCGX_Init() != 0) {
+        fprintf(stderr, "app: FCGX_Init failed\n");
+        return 1;
+    }
+    if (path != NULL) {
+        sock = FCGX_OpenSocket(path, backlog);
+        if (sock < 0) {
+            fprintf(stderr, "app: cannot listen on %s\n", path);
+            return 1;
+        }
+        chmod(path, 0777);
+    }
+    if (FCGX_InitRequest(&req, sock, 0) != 0) {
+        fprintf(stderr, "app: FCGX_InitRequest failed\n");
+        return 1;
+    }
+    while (FCGX_Accept_r(&req) >= 0) {
+        const char *uri = FCGX_GetParam("REQUEST_URI", req.envp);
+        const char *method = FCGX_GetParam("REQUEST_METHOD", req.envp);
+        size_t n = 0;
+        if (uri == NULL)
+            uri = "";
+        if (method == NULL)
+            method = "";
+        while (uri[n] != '\0' && uri[n] != '?')
+            n++;
+        if (strcmp(method, "POST") == 0 && ends_with(uri, n, "/post")) {
+            char num[32];
+            long total = drain(req.in);
+            int k = snprintf(num, sizeof num, "%ld", total);
+            reply(&req, "200 OK", num, (size_t)k);
+        } else {
+            drain(req.in);
+            if (ends_with(uri, n, "/small"))
+                reply(&req, "200 OK", SMALL_BODY, sizeof SMALL_BODY - 1);
+            else if (ends_with(uri, n, "/big"))
+                reply(&req, "200 OK", big, BIG_LEN);
+            else
+                reply(&req, "404 Not Found", "not found\n", 10);
+        }
+        FCGX_Finish_r(&req);
+    }
+    return 0;
+}
