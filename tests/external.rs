@@ -1044,7 +1044,6 @@ fn config_unsupported_directives_are_refused_by_name() {
     let exe = probe_binary();
     let exe = exe.display();
     for (extra, name) in [
-        ("FastCgiConfig -maxClassProcesses 2".to_string(), "FastCgiConfig"),
         (
             format!("<Directory @HTDOCS@>\n    FastCgiAuthenticator {exe}\n</Directory>"),
             "FastCgiAuthenticator",

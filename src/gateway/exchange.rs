@@ -52,6 +52,10 @@ pub trait Frontend {
     fn flush(&mut self) -> Result<(), ClientGone>;
     /// One line of the application's FCGI_STDERR stream.
     fn stderr(&mut self, event: StderrEvent<'_>);
+    /// The application has not answered for `ExchangeOpts::nudge_after`
+    /// (dynamic applications: ask the process manager for another process,
+    /// legacy PM-62).
+    fn nudge(&mut self) {}
 }
 
 /// Per-exchange settings.
@@ -64,6 +68,9 @@ pub struct ExchangeOpts {
     /// Parse CGI headers (false for nph).
     pub parse_headers: bool,
     pub max_header_bytes: usize,
+    /// Call [`Frontend::nudge`] each time this long passes without a first
+    /// response byte.
+    pub nudge_after: Option<Duration>,
 }
 
 /// How the exchange ended, when it ended well.
@@ -78,6 +85,9 @@ pub struct Outcome {
     /// Whether the application stopped reading the request body early.
     pub body_unsent: bool,
     pub body_bytes_out: u64,
+    /// When the first byte came from the application (queue time ends, legacy
+    /// PM-54).
+    pub first_byte: Option<std::time::Instant>,
 }
 
 /// Why an exchange failed. `header_bytes` is what legacy logs as
@@ -140,6 +150,7 @@ struct State {
     body_started: bool,
     body_bytes_out: u64,
     ended: Option<u32>,
+    first_byte: Option<std::time::Instant>,
 }
 
 /// Runs the exchange. `bufs.out` must already hold BEGIN_REQUEST and the
@@ -165,6 +176,7 @@ pub fn run(
         body_started: false,
         body_bytes_out: 0,
         ended: None,
+        first_byte: None,
     };
     let res = drive(conn, fe, opts, bufs, &mut st);
     if let Some(tail) = st.stderr.finish() {
@@ -185,6 +197,7 @@ pub fn run(
                 app_status: st.ended.unwrap_or(0),
                 body_unsent: st.body_unsent || !st.body_done,
                 body_bytes_out: st.body_bytes_out,
+                first_byte: st.first_byte,
             })
         }
         Err(failure) => Err(ExchangeError {
@@ -204,6 +217,7 @@ fn drive(
     st: &mut State,
 ) -> Result<(), Failure> {
     let mut idle = IdleTimer::new(opts.idle_timeout);
+    let mut next_nudge = opts.nudge_after.map(|d| std::time::Instant::now() + d);
     loop {
         let mut progressed = false;
 
@@ -253,6 +267,10 @@ fn drive(
             Ok(Some(n)) => {
                 idle.touch();
                 progressed = true;
+                if st.first_byte.is_none() {
+                    st.first_byte = Some(std::time::Instant::now());
+                    next_nudge = None;
+                }
                 if handle_input(fe, opts, st, &bufs.input[..n])? {
                     return Ok(());
                 }
@@ -277,11 +295,20 @@ fn drive(
         if remaining.is_zero() {
             return Err(Failure::IdleTimeout);
         }
-        let wait_for = if st.unflushed {
+        let mut wait_for = if st.unflushed {
             remaining.min(AUTO_FLUSH_AFTER)
         } else {
             remaining
         };
+        if let Some(due) = next_nudge {
+            let now = std::time::Instant::now();
+            if due <= now {
+                fe.nudge();
+                next_nudge = opts.nudge_after.map(|d| now + d);
+                continue;
+            }
+            wait_for = wait_for.min(due - now);
+        }
         let want_write = st.out_pos < bufs.out.len() && st.write_failed.is_none();
         match conn.wait(true, want_write, wait_for) {
             Ok(Some(_)) => {}
@@ -449,6 +476,7 @@ mod tests {
             flush: false,
             parse_headers: true,
             max_header_bytes: 64 * 1024,
+            nudge_after: None,
         }
     }
 

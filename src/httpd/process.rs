@@ -8,7 +8,7 @@ use super::Pool;
 use crate::ffi;
 use std::ffi::{c_void, CStr};
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// httpd's main life-cycle state (`ap_state_query(AP_SQ_MAIN_STATE)`).
@@ -59,6 +59,9 @@ pub struct RetainedPm {
     pub ctl_fd: AtomicI32,
     /// Protocol version of the running PM (0 = none).
     pub version: AtomicU32,
+    /// The httpd side of the PM's request datagram socket, inherited by
+    /// every httpd child (request handlers write to it).
+    pub req_fd: AtomicI32,
 }
 
 impl RetainedPm {
@@ -82,6 +85,37 @@ impl RetainedPm {
         Ok(())
     }
 
+    /// Sends one datagram to the PM's request socket without blocking
+    /// (request handlers, in httpd children).
+    pub fn send_req(&self, datagram: &[u8]) -> io::Result<()> {
+        let fd = self.req_fd.load(Ordering::SeqCst);
+        if fd <= 2 {
+            return Err(io::Error::from_raw_os_error(libc::ENOTCONN));
+        }
+        // SAFETY: a positive req_fd is the open request socket this record
+        // owns; it is only closed through `close_req`.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        nix::sys::socket::send(borrowed.as_raw_fd(), datagram, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+            .map(|_| ())
+            .map_err(io::Error::from)
+    }
+
+    /// Takes ownership of a new request socket (closing any previous one).
+    pub fn set_req(&self, fd: OwnedFd) {
+        self.close_req();
+        self.req_fd.store(fd.into_raw_fd(), Ordering::SeqCst);
+    }
+
+    /// Closes the request socket, if any.
+    pub fn close_req(&self) {
+        let fd = self.req_fd.swap(-1, Ordering::SeqCst);
+        if fd > 2 {
+            // SAFETY: the record owned this descriptor; detached above, so it
+            // is closed exactly once.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+
     /// Takes ownership of a new control socket (closing any previous one).
     pub fn set_ctl(&self, fd: OwnedFd) {
         self.close_ctl();
@@ -101,7 +135,9 @@ impl RetainedPm {
 
 /// The retained PM record (zeroed on first use).
 pub fn retained_pm() -> &'static RetainedPm {
-    const KEY: &CStr = c"mod_fastcgi:pm";
+    // The key names the layout: change it whenever RetainedPm changes, so a
+    // module upgrade + graceful restart never reads an older, shorter block.
+    const KEY: &CStr = c"mod_fastcgi:pm/2";
     // SAFETY: httpd returns the same zero-initialised block of the size we
     // ask for under our key for the life of the process; all-zero bytes
     // are valid atomics; only the single-threaded parent writes it.

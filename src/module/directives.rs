@@ -122,11 +122,9 @@ pub fn raw(cmd: &CmdParms, args: &str) -> Result<(), String> {
                 }
             }),
         Some(DirectiveId::External) => cfg.external_server(&name, args).map_err(|e| e.to_string()),
-        Some(DirectiveId::Config) => cmd.check_context(crate::ffi::GLOBAL_ONLY).and_then(|()| {
-            cfg.fastcgi_config(&name, args)
-                .map_err(|e| e.to_string())
-                .and_then(|()| Err(not_yet(&name, "dynamic applications")))
-        }),
+        Some(DirectiveId::Config) => cmd
+            .check_context(crate::ffi::GLOBAL_ONLY)
+            .and_then(|()| cfg.fastcgi_config(&name, args).map_err(|e| e.to_string())),
         other => Err(internal(&name, other)),
     };
     log_warnings(&mut cfg);

@@ -14,9 +14,13 @@ use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::spool::Spool;
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
+use crate::pm::{self, req::ClassKey, req::ReqMsg};
 use crate::proto::{ProtocolStatus, Role};
-use std::path::Path;
-use std::time::Duration;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// Upper bound of the CGI header block an application may send (legacy:
 /// unbounded, bug 8.20).
@@ -43,6 +47,7 @@ struct HttpdFrontend<'a> {
     app: &'a str,
     scratch: Vec<u8>,
     warned_long_stderr: bool,
+    dynamic: Option<&'a DynamicCtx>,
 }
 
 impl Frontend for HttpdFrontend<'_> {
@@ -86,6 +91,12 @@ impl Frontend for HttpdFrontend<'_> {
             return Err(ClientGone);
         }
         Ok(())
+    }
+
+    fn nudge(&mut self) {
+        if let Some(d) = self.dynamic {
+            notify(self.r, &ReqMsg::Nudge(d.key.clone()));
+        }
     }
 
     fn stderr(&mut self, event: StderrEvent<'_>) {
@@ -143,13 +154,7 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
             if let Err(why) = routing::check_dynamic(state, r) {
                 return routing::refuse(r, why);
             }
-            let f = String::from_utf8_lossy(r.filename().unwrap_or(b"")).into_owned();
-            r.log(
-                Level::Error,
-                0,
-                &format!("FastCGI: can't start (dynamic) server \"{f}\": dynamic applications are not supported by this build yet; define it with FastCgiExternalServer"),
-            );
-            return 500;
+            return serve_dynamic(state, r);
         }
     };
     match server {
@@ -166,6 +171,85 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
             serve_with(r, &app, &addr, &st.opts, state.effective_ipc_dir(), Connect::Patiently)
         }
     }
+}
+
+/// Tells the process manager something about a dynamic class (legacy
+/// PM-60/61: failures are ignored, and reported once they pile up).
+fn notify(r: &Request, msg: &ReqMsg) {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    let sent = match pm::req::encode(msg) {
+        Ok(bytes) => crate::httpd::process::retained_pm()
+            .send_req(&bytes)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if sent.is_err() && FAILURES.fetch_add(1, Ordering::Relaxed) == 10 {
+        r.log(
+            Level::Warn,
+            0,
+            "FastCGI: write() to PM failed (ignore if a restart or shutdown is pending)",
+        );
+    }
+}
+
+/// A request for a dynamic application (reference 4.6, RT-14): any
+/// executable `fastcgi-script` file without a server definition. The
+/// process manager starts it on demand (the first request does not poll
+/// for the socket as legacy did; it connects as soon as the PM has bound
+/// it) and adds processes when requests wait (`-startDelay`).
+fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
+    let d = state.dynamic();
+    let file = PathBuf::from(std::ffi::OsStr::from_bytes(r.filename().unwrap_or(b"")));
+    // Without a suexec identity the class is keyed "-"/"-" (legacy PM-21).
+    let key = ClassKey {
+        path: file.clone(),
+        user: "-".into(),
+        group: "-".into(),
+    };
+    let sock = state.dynamic_socket_for(&file, "-", "-");
+    match std::fs::metadata(&sock) {
+        Err(_) => notify(r, &ReqMsg::Start(key.clone())),
+        Ok(sock_meta) if d.auto_update => {
+            let newer = std::fs::metadata(&file)
+                .map(|m| m.mtime() > sock_meta.mtime())
+                .unwrap_or(false);
+            if newer {
+                notify(r, &ReqMsg::Restart(key.clone()));
+                // As legacy (PM-58): give the PM a moment to retire the old
+                // processes before this request connects.
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Ok(_) => {}
+    }
+    let opts = ConnOptions {
+        app_conn_timeout: d.app_conn_timeout,
+        idle_timeout: d.idle_timeout,
+        flush: d.flush,
+        pass_headers: d.pass_headers.clone(),
+        nph: false,
+        user: None,
+        group: None,
+    };
+    let app = file.to_string_lossy().into_owned();
+    let dynamic = DynamicCtx {
+        key,
+        start_delay: Duration::from_secs(u64::from(d.start_delay.max(1))),
+    };
+    serve_with(
+        r,
+        &app,
+        &AppAddr::Unix(sock),
+        &opts,
+        state.effective_ipc_dir(),
+        Connect::Dynamic(&dynamic),
+    )
+}
+
+/// What a dynamic request needs to talk to the process manager.
+pub struct DynamicCtx {
+    key: ClassKey,
+    start_delay: Duration,
 }
 
 /// Where to connect for a static server listening on `a`: its own address,
@@ -232,13 +316,16 @@ fn spool_body(r: &mut Request, spool_dir: &Path) -> Result<Spool, i32> {
 }
 
 /// How to connect.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Connect {
+#[derive(Clone, Copy)]
+pub enum Connect<'a> {
     /// Once (external applications: a refusal is final).
     Once,
     /// Retrying while the socket is being (re)created (applications our
     /// process manager runs).
     Patiently,
+    /// A dynamic application: patiently, nudging the process manager while
+    /// the request waits, and reporting its timing when done.
+    Dynamic(&'a DynamicCtx),
 }
 
 /// Serves the request from the external application at `addr`.
@@ -253,7 +340,7 @@ pub fn serve_with(
     addr: &AppAddr,
     opts: &ConnOptions,
     spool_dir: &Path,
-    how: Connect,
+    how: Connect<'_>,
 ) -> i32 {
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
@@ -292,11 +379,12 @@ pub fn serve_with(
         Connect::Once => AppConn::connect(addr, connect_timeout),
         // Without -appConnTimeout, wait at most 10 s for a (re)starting
         // process manager to bind the socket.
-        Connect::Patiently if opts.app_conn_timeout == 0 => {
+        Connect::Patiently | Connect::Dynamic(_) if opts.app_conn_timeout == 0 => {
             AppConn::connect_patiently(addr, connect_timeout.min(Duration::from_secs(10)))
         }
-        Connect::Patiently => AppConn::connect_patiently(addr, connect_timeout),
+        Connect::Patiently | Connect::Dynamic(_) => AppConn::connect_patiently(addr, connect_timeout),
     };
+    let connected_at = Instant::now();
     let mut conn = match connected {
         Ok(c) => c,
         Err(ConnectError::Failed(errno)) => {
@@ -330,9 +418,17 @@ pub fn serve_with(
         flush: opts.flush,
         parse_headers: !nph,
         max_header_bytes: MAX_HEADER_BYTES,
+        nudge_after: match how {
+            Connect::Dynamic(d) => Some(d.start_delay),
+            _ => None,
+        },
     };
     let out = r.new_brigade();
     let input = r.new_brigade();
+    let dynamic = match how {
+        Connect::Dynamic(d) => Some(d),
+        _ => None,
+    };
     let mut fe = HttpdFrontend {
         r,
         out,
@@ -341,11 +437,26 @@ pub fn serve_with(
         app,
         scratch: Vec::new(),
         warned_long_stderr: false,
+        dynamic,
     };
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs);
     drop(conn);
-    let HttpdFrontend { r, mut out, .. } = fe;
+    let HttpdFrontend {
+        r, mut out, dynamic, ..
+    } = fe;
 
+    if let (Ok(outcome), Some(d)) = (&result, dynamic) {
+        let done = Instant::now();
+        let first = outcome.first_byte.unwrap_or(done);
+        notify(
+            r,
+            &ReqMsg::Done {
+                key: d.key.clone(),
+                queue_us: first.duration_since(connected_at).as_micros() as u64,
+                conn_us: done.duration_since(first).as_micros() as u64,
+            },
+        );
+    }
     match result {
         Ok(outcome) => {
             if let Some(head) = &outcome.head {

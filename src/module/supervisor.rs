@@ -14,7 +14,7 @@ use super::ModuleState;
 use crate::config::{ConfigState, Server};
 use crate::httpd::process::{self, MainState};
 use crate::httpd::{log, Level, Pool};
-use crate::pm::{self, ClassSpec, CtlMsg, PmConfig, PmLog, WrapperExec};
+use crate::pm::{self, ClassSpec, CtlMsg, DynamicSpec, PmConfig, PmLog, WrapperExec};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -65,6 +65,15 @@ pub fn classes_of(cfg: &ConfigState) -> Vec<ClassSpec> {
             Server::External(_) => None,
         })
         .collect()
+}
+
+/// FastCgiConfig, as the PM needs it.
+fn dynamic_of(cfg: &ConfigState) -> DynamicSpec {
+    DynamicSpec::from_config(
+        cfg.dynamic(),
+        cfg.dynamic_dir(),
+        cfg.wrapper_path().map(|p| p.to_path_buf()),
+    )
 }
 
 /// httpd children of the previous generation (still finishing requests
@@ -137,13 +146,27 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
             return None;
         }
     };
+    // Request handlers → PM: one datagram per message (atomic, never
+    // interleaved), on a socket every httpd child inherits.
+    let (req_httpd, req_pm) = match socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            log::main_server(
+                Level::Alert,
+                e as i32,
+                "FastCGI: can't create the process manager's request socket",
+            );
+            return None;
+        }
+    };
+    let req_fd = req_pm.as_raw_fd();
     let level = cfg.log_level;
     let pm_fd = theirs.as_raw_fd();
     let child = process::fork_child(move || {
         let _ = nix::unistd::setsid();
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
         process::set_process_title("fcgi-pm");
-        process::close_fds_except(&[2, pm_fd]);
+        process::close_fds_except(&[2, pm_fd, req_fd]);
         let logger = ErrorLogWriter { level };
         if previous > 0 {
             reap_previous_group(previous, &logger);
@@ -167,13 +190,14 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
             );
             return 1;
         }
-        pm::run(cfg, theirs, &logger)
+        pm::run(cfg, theirs, req_pm, &logger)
     });
     match child {
         Ok(pid) => {
             let r = process::retained_pm();
             r.pm_pid.store(pid, Ordering::SeqCst);
             r.set_ctl(ours);
+            r.set_req(req_httpd);
             r.version.store(PM_PROTO, Ordering::SeqCst);
             Some(pid)
         }
@@ -233,6 +257,7 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
         hard_restart: process::restart_was_hard(),
         old_children: current_children(pid),
         log_level: process::main_log_level(),
+        dynamic: dynamic_of(cfg),
     };
     let running = if alive {
         match send(&CtlMsg::Configure(pm_cfg.clone())) {
@@ -248,12 +273,12 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
                 fork_pm(pm_cfg, pid, cfg.wrapper_path().map(|p| p.to_path_buf()))
             }
         }
-    } else if !pm_cfg.classes.is_empty() {
+    } else {
+        // Started even without static applications: any fastcgi-script
+        // file may become a dynamic application (legacy PM-02).
         let previous = if pid > 0 { pid } else { 0 };
         forget_pm();
         fork_pm(pm_cfg, previous, cfg.wrapper_path().map(|p| p.to_path_buf()))
-    } else {
-        None
     };
     if let Some(pid) = running {
         process::register_other_child(pconf, pid, crate::entry::fcgi_rs_pm_maintenance, state);
@@ -279,6 +304,7 @@ pub fn pm_died(state: &'static ModuleState, status: i32) {
         hard_restart: true,
         old_children: Vec::new(),
         log_level: process::main_log_level(),
+        dynamic: dynamic_of(cfg),
     };
     if let Some(new_pid) = fork_pm(pm_cfg, pid, cfg.wrapper_path().map(|p| p.to_path_buf())) {
         process::register_other_child(state.pconf, new_pid, crate::entry::fcgi_rs_pm_maintenance, state);
@@ -315,7 +341,8 @@ fn on_config_destroyed() {
     forget_pm();
 }
 
-/// child_init: httpd children have no business with the control socket.
+/// child_init: httpd children have no business with the control socket
+/// (they keep the request socket).
 pub fn child_init() {
     process::retained_pm().close_ctl();
 }

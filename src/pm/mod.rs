@@ -1,5 +1,6 @@
 //! The process manager (fcgi-pm, section 4): keeps the static applications
-//! (`FastCgiServer`, 2.2) running.
+//! (`FastCgiServer`, 2.2) running, and starts and scales the dynamic applications (4.6)
+//! the request handlers ask for.
 //!
 //! One long-lived process forked by the httpd parent (the glue — fork, privilege drop,
 //! `setsid`, other-child registration — lives outside this module). It survives graceful
@@ -9,13 +10,16 @@
 //!
 //! Structure:
 //! - [`spec`]: what the PM is told; [`msg`]: the control-channel codec (sans-IO);
+//!   [`req`]: the request handlers' datagrams about dynamic applications;
 //! - [`table`]: every schedule / back-off / reconcile decision as a pure state machine
-//!   with `now` as input and its side effects behind a trait;
+//!   with `now` as input and its side effects behind a trait; [`policy`]: the dynamic
+//!   kill policy as pure functions;
 //! - `os`: the real side effects (sockets, spawning, signals);
 //! - [`run`]: the event loop. All signals it cares about are blocked and read from a
-//!   signalfd; it polls the control socket and the signalfd with a timeout equal to the
-//!   time until the next scheduled action (no periodic tick; while a retired class waits
-//!   for the previous httpd generation it re-checks once a second).
+//!   signalfd; it polls the control socket, the request datagram socket and the signalfd
+//!   with a timeout equal to the time until the next scheduled action (no periodic tick;
+//!   while a retired class waits for the previous httpd generation it re-checks once a
+//!   second; while dynamic classes exist the load smoothing and kill policy wake it).
 //!
 //! Pure Rust without `unsafe`; the OS calls that need it are in [`crate::sys`].
 
@@ -23,13 +27,16 @@
 
 pub mod msg;
 pub(crate) mod os;
+pub mod policy;
+pub mod req;
 pub mod spec;
 pub mod table;
 #[cfg(test)]
 mod tests;
 
 pub use msg::{encode, CtlMsg, FrameReader, MsgError};
-pub use spec::{ClassSpec, Listen, PmConfig, WrapperExec};
+pub use req::{ClassKey, ReqError, ReqMsg};
+pub use spec::{ClassSpec, DynamicSpec, Listen, PmConfig, WrapperExec};
 
 use crate::sys;
 use nix::errno::Errno;
@@ -37,6 +44,7 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{recv, MsgFlags};
 use std::cell::Cell;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -108,6 +116,9 @@ impl<'a> Logger<'a> {
 const KILL_REAP_WAIT: Duration = Duration::from_secs(5);
 /// Bytes read from the control socket at a time.
 const CTL_READ_CHUNK: usize = 64 * 1024;
+/// Request datagrams handled per wake-up at most (more wait for the next turn, so a
+/// flood cannot starve reaping, timers and the control socket).
+const REQ_BATCH: usize = 256;
 
 /// Exit codes of [`run`].
 pub const EXIT_OK: i32 = 0;
@@ -131,10 +142,14 @@ enum Stop {
 
 struct Pm<'a> {
     ctl: OwnedFd,
+    /// The request datagram socket; `None` after it failed for good.
+    req: Option<OwnedFd>,
     sfd: SignalFd,
     reader: FrameReader,
     table: Table,
     os: os::Os<'a>,
+    /// The dynamic socket directory prepared last.
+    dynamic_dir: Option<std::path::PathBuf>,
 }
 
 /// The signals the PM handles through its signalfd.
@@ -152,7 +167,16 @@ fn handled_signals() -> SigSet {
     set
 }
 
-fn setup(ctl: &OwnedFd) -> Result<SignalFd, (Errno, &'static str)> {
+fn nonblocking_cloexec(fd: &OwnedFd) -> Result<(), (Errno, &'static str)> {
+    let fd = fd.as_raw_fd();
+    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| (e, "fcntl(F_GETFL)"))?;
+    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK))
+        .map_err(|e| (e, "fcntl(F_SETFL)"))?;
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| (e, "fcntl(F_SETFD)"))?;
+    Ok(())
+}
+
+fn setup(ctl: &OwnedFd, req: &OwnedFd) -> Result<SignalFd, (Errno, &'static str)> {
     let io_errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(0));
     sys::fd::ensure_std_fds_open().map_err(|e| (io_errno(e), "open(/dev/null)"))?;
     let mask = handled_signals();
@@ -163,11 +187,8 @@ fn setup(ctl: &OwnedFd) -> Result<SignalFd, (Errno, &'static str)> {
         SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| (e, "signalfd()"))?;
     // Legacy bug 17: nothing the PM inherited may reach the applications.
     sys::fd::set_cloexec_from(3).map_err(|e| (io_errno(e), "close-on-exec sweep"))?;
-    let fd = ctl.as_raw_fd();
-    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| (e, "fcntl(F_GETFL)"))?;
-    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK))
-        .map_err(|e| (e, "fcntl(F_SETFL)"))?;
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| (e, "fcntl(F_SETFD)"))?;
+    nonblocking_cloexec(ctl)?;
+    nonblocking_cloexec(req)?;
     Ok(sfd)
 }
 
@@ -177,12 +198,16 @@ fn setup(ctl: &OwnedFd) -> Result<SignalFd, (Errno, &'static str)> {
 /// Unix sockets. Returns the process exit code ([`EXIT_OK`], [`EXIT_SETUP`],
 /// [`EXIT_PROTOCOL`]).
 ///
+/// `req` is the PM's end of the `SOCK_DGRAM` socketpair the request handlers send
+/// [`ReqMsg`] datagrams on (made non-blocking here). At start the PM removes stale files
+/// from the dynamic socket directory of `first` (and never later).
+///
 /// Expects to be the only thread of its process (it blocks signals, changes dispositions
 /// and the umask, and reaps every child with `waitpid(-1)`), with fd 2 = the error log
 /// the applications' stdout/stderr should go to.
-pub fn run(first: PmConfig, ctl: OwnedFd, log: &dyn PmLog) -> i32 {
+pub fn run(first: PmConfig, ctl: OwnedFd, req: OwnedFd, log: &dyn PmLog) -> i32 {
     let logger = Logger::new(log, first.log_level);
-    let sfd = match setup(&ctl) {
+    let sfd = match setup(&ctl, &req) {
         Ok(s) => s,
         Err((errno, what)) => {
             logger.log(
@@ -200,11 +225,15 @@ pub fn run(first: PmConfig, ctl: OwnedFd, log: &dyn PmLog) -> i32 {
     );
     let mut pm = Pm {
         ctl,
+        req: Some(req),
         sfd,
         reader: FrameReader::new(),
         table: Table::new(),
         os: os::Os::new(logger),
+        dynamic_dir: None,
     };
+    pm.os.prepare_dynamic_dir(&first.dynamic.dynamic_dir, true);
+    pm.dynamic_dir = Some(first.dynamic.dynamic_dir.clone());
     pm.apply(first);
     let stop = pm.event_loop();
     pm.shutdown(stop)
@@ -235,6 +264,11 @@ impl Pm<'_> {
                 if cfg.hard_restart { ", hard restart" } else { "" }
             ),
         );
+        if self.dynamic_dir.as_ref() != Some(&cfg.dynamic.dynamic_dir) {
+            // A new FastCgiIpcDir: create it, but never wipe a directory in use.
+            self.os.prepare_dynamic_dir(&cfg.dynamic.dynamic_dir, false);
+            self.dynamic_dir = Some(cfg.dynamic.dynamic_dir.clone());
+        }
         self.table.configure(&cfg, Instant::now(), &mut self.os);
     }
 
@@ -270,19 +304,25 @@ impl Pm<'_> {
             let now = Instant::now();
             self.table.tick(now, &mut self.os);
             let timeout = self.table.next_wakeup(now).map_or(PollTimeout::NONE, timeout_until);
-            let (ctl_ready, sig_ready) = {
-                let mut fds = [
+            let (ctl_ready, sig_ready, req_ready) = {
+                let mut fds = vec![
                     PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN),
                 ];
+                if let Some(req) = &self.req {
+                    fds.push(PollFd::new(req.as_fd(), PollFlags::POLLIN));
+                }
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => return Stop::Poll(e),
                 }
                 let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), ready(&fds[1]))
+                (ready(&fds[0]), ready(&fds[1]), fds.get(2).is_some_and(ready))
             };
+            if req_ready {
+                self.read_requests();
+            }
             if sig_ready {
                 if let Some(stop) = self.read_signals() {
                     return stop;
@@ -323,6 +363,64 @@ impl Pm<'_> {
                     return stop;
                 }
             }
+        }
+    }
+
+    /// Handles up to [`REQ_BATCH`] pending request datagrams.
+    fn read_requests(&mut self) {
+        let Some(req) = &self.req else { return };
+        let fd = req.as_raw_fd();
+        // One byte more than a valid datagram; MSG_TRUNC reports the real length.
+        let mut buf = vec![0u8; req::MAX_DATAGRAM + 1];
+        let mut bogus: Option<(ReqError, usize)> = None;
+        let mut handled = 0;
+        let mut failed = None;
+        while handled < REQ_BATCH {
+            let n = match recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            handled += 1;
+            let res = if n > req::MAX_DATAGRAM {
+                Err(ReqError::TooLarge(n))
+            } else {
+                req::decode(&buf[..n])
+            };
+            match res {
+                Ok(msg) => self.table.on_request(&msg, Instant::now(), &mut self.os),
+                Err(e) => match &mut bogus {
+                    None => bogus = Some((e, 0)),
+                    Some((_, more)) => *more += 1,
+                },
+            }
+        }
+        if let Some((e, more)) = bogus {
+            self.log(
+                LogLevel::Error,
+                0,
+                &format!(
+                    "FastCGI: bogus message from a request handler ignored: {e}{}",
+                    if more > 0 {
+                        format!(" (and {more} more)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+        if let Some(e) = failed {
+            // Not expected on a datagram socketpair; stop polling rather than spin.
+            self.log(
+                LogLevel::Error,
+                e as i32,
+                "FastCGI: recv() from the request handlers' socket failed, dynamic application requests are ignored from now on",
+            );
+            self.req = None;
         }
     }
 

@@ -12,7 +12,7 @@
 //! and are fatal ([`MsgError::is_fatal`]); a well-framed payload that does not decode is
 //! reported and skipped.
 
-use super::spec::{ClassSpec, Listen, PmConfig, WrapperExec};
+use super::spec::{ClassSpec, DynamicSpec, Listen, PmConfig, WrapperExec};
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -21,7 +21,8 @@ use std::path::PathBuf;
 pub const MAGIC: [u8; 4] = *b"FCPM";
 /// Format version written by [`encode`] and the only one [`FrameReader`] accepts: the PM
 /// and the module generation talking to it may come from different builds of the DSO.
-pub const VERSION: u16 = 1;
+/// Version 2 added the dynamic application settings ([`DynamicSpec`]).
+pub const VERSION: u16 = 2;
 /// magic + version + length.
 pub const HEADER_LEN: usize = 10;
 /// Largest payload accepted (a configuration with thousands of classes is far smaller).
@@ -34,7 +35,7 @@ const LISTEN_TCP4: u8 = 4;
 const LISTEN_TCP6: u8 = 6;
 
 /// A message from httpd to the PM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CtlMsg {
     /// The configuration of a (new) httpd generation: reconcile with it.
     Configure(PmConfig),
@@ -64,6 +65,8 @@ pub enum MsgError {
     TrailingBytes(usize),
     #[error("length of {0} overflows")]
     Overflow(&'static str),
+    #[error("invalid value of {0}")]
+    BadValue(&'static str),
 }
 
 impl MsgError {
@@ -98,6 +101,7 @@ pub fn encode(msg: &CtlMsg, out: &mut Vec<u8>) {
             for c in &cfg.classes {
                 encode_class(c, out);
             }
+            encode_dynamic(&cfg.dynamic, out);
         }
     }
     let len = put_len_value(out.len() - body);
@@ -147,6 +151,43 @@ fn encode_class(c: &ClassSpec, out: &mut Vec<u8>) {
             put_bytes(out, w.path.as_os_str().as_bytes());
             put_bytes(out, w.user.as_bytes());
             put_bytes(out, w.group.as_bytes());
+        }
+    }
+}
+
+fn encode_dynamic(d: &DynamicSpec, out: &mut Vec<u8>) {
+    out.push(d.enabled as u8);
+    put_bytes(out, d.dynamic_dir.as_os_str().as_bytes());
+    for v in [
+        d.max_processes,
+        d.min_processes,
+        d.max_class_processes,
+        d.kill_interval,
+        d.update_interval,
+        d.gain_value.to_bits(),
+        d.single_threshold,
+        d.multi_threshold,
+        d.listen_queue_depth,
+        d.min_server_life,
+        d.restart_delay,
+        d.init_start_delay,
+        d.process_slack,
+        d.priority,
+    ] {
+        put_u32(out, v);
+    }
+    out.push(d.restart as u8);
+    out.push(d.auto_update as u8);
+    put_len(out, d.initial_env.len());
+    for (k, v) in &d.initial_env {
+        put_bytes(out, k.as_bytes());
+        put_bytes(out, v.as_bytes());
+    }
+    match &d.wrapper {
+        None => out.push(0),
+        Some(w) => {
+            out.push(1);
+            put_bytes(out, w.as_os_str().as_bytes());
         }
     }
 }
@@ -272,12 +313,14 @@ pub fn decode_payload(payload: &[u8]) -> Result<CtlMsg, MsgError> {
             for _ in 0..n {
                 classes.push(decode_class(&mut c)?);
             }
+            let dynamic = decode_dynamic(&mut c)?;
             CtlMsg::Configure(PmConfig {
                 generation,
                 classes,
                 hard_restart,
                 old_children,
                 log_level,
+                dynamic,
             })
         }
         t => return Err(MsgError::UnknownTag(t)),
@@ -286,6 +329,63 @@ pub fn decode_payload(payload: &[u8]) -> Result<CtlMsg, MsgError> {
         return Err(MsgError::TrailingBytes(c.buf.len()));
     }
     Ok(msg)
+}
+
+fn decode_dynamic(c: &mut Cursor<'_>) -> Result<DynamicSpec, MsgError> {
+    let enabled = c.bool("dynamic enabled")?;
+    let dynamic_dir = c.path("dynamic dir")?;
+    let max_processes = c.u32("maxProcesses")?;
+    let min_processes = c.u32("minProcesses")?;
+    let max_class_processes = c.u32("maxClassProcesses")?;
+    let kill_interval = c.u32("killInterval")?;
+    let update_interval = c.u32("updateInterval")?;
+    let gain_value = f32::from_bits(c.u32("gainValue")?);
+    if !(0.0..=1.0).contains(&gain_value) {
+        return Err(MsgError::BadValue("gainValue"));
+    }
+    let single_threshold = c.u32("singleThreshold")?;
+    let multi_threshold = c.u32("multiThreshold")?;
+    let listen_queue_depth = c.u32("dynamic listen_queue_depth")?;
+    let min_server_life = c.u32("dynamic min_server_life")?;
+    let restart_delay = c.u32("dynamic restart_delay")?;
+    let init_start_delay = c.u32("dynamic init_start_delay")?;
+    let process_slack = c.u32("processSlack")?;
+    let priority = c.u32("dynamic priority")?;
+    let restart = c.bool("restart")?;
+    let auto_update = c.bool("autoUpdate")?;
+    let n = c.count(8, "dynamic initial_env")?;
+    let mut initial_env = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k = c.string("dynamic initial_env name")?;
+        let v = c.string("dynamic initial_env value")?;
+        initial_env.push((k, v));
+    }
+    let wrapper = match c.bool("dynamic wrapper flag")? {
+        false => None,
+        true => Some(c.path("dynamic wrapper path")?),
+    };
+    Ok(DynamicSpec {
+        enabled,
+        dynamic_dir,
+        max_processes,
+        min_processes,
+        max_class_processes,
+        kill_interval,
+        update_interval,
+        gain_value,
+        single_threshold,
+        multi_threshold,
+        listen_queue_depth,
+        min_server_life,
+        restart_delay,
+        init_start_delay,
+        process_slack,
+        priority,
+        restart,
+        auto_update,
+        initial_env,
+        wrapper,
+    })
 }
 
 fn decode_class(c: &mut Cursor<'_>) -> Result<ClassSpec, MsgError> {
@@ -465,7 +565,34 @@ mod tests {
             hard_restart: true,
             old_children: vec![1, 42, i32::MAX],
             log_level: 7,
+            dynamic: dynamic(),
         })
+    }
+
+    /// Every field differs from the defaults.
+    fn dynamic() -> DynamicSpec {
+        DynamicSpec {
+            enabled: true,
+            dynamic_dir: "/run/fcgi ipc/dynamic".into(),
+            max_processes: 40,
+            min_processes: 2,
+            max_class_processes: 7,
+            kill_interval: 11,
+            update_interval: 13,
+            gain_value: 0.25,
+            single_threshold: 3,
+            multi_threshold: 71,
+            listen_queue_depth: 17,
+            min_server_life: 19,
+            restart_delay: 23,
+            init_start_delay: u32::MAX,
+            process_slack: 29,
+            priority: 31,
+            restart: true,
+            auto_update: true,
+            initial_env: vec![("PATH".into(), "/bin".into()), ("E".into(), String::new())],
+            wrapper: Some("/usr/lib/apache2/suexec".into()),
+        }
     }
 
     fn frame(msg: &CtlMsg) -> Vec<u8> {
@@ -482,6 +609,7 @@ mod tests {
             hard_restart: false,
             old_children: vec![],
             log_level: 0,
+            dynamic: DynamicSpec::disabled(),
         });
         for msg in [sample(), CtlMsg::Shutdown, empty] {
             let mut r = FrameReader::new();
@@ -501,6 +629,7 @@ mod tests {
             hard_restart: false,
             old_children: vec![],
             log_level: 4,
+            dynamic: DynamicSpec::disabled(),
         });
         let mut r = FrameReader::new();
         r.push(&frame(&msg));
@@ -540,13 +669,13 @@ mod tests {
         let mut bad_magic = good.clone();
         bad_magic[0] = b'X';
         let mut bad_version = good.clone();
-        bad_version[5] = 2;
+        bad_version[5] = 1; // the format before dynamic applications
         let mut too_large = good.clone();
         too_large[6..10].copy_from_slice(&(MAX_FRAME_LEN + 1).to_be_bytes());
         let cases: [(&[u8], MsgError); 4] = [
             (&bad_magic, MsgError::BadMagic(*b"XCPM")),
             (b"GET", MsgError::BadMagic(*b"GET\0")),
-            (&bad_version, MsgError::UnsupportedVersion(2)),
+            (&bad_version, MsgError::UnsupportedVersion(1)),
             (&too_large, MsgError::TooLarge(MAX_FRAME_LEN + 1)),
         ];
         for (input, want) in cases {
@@ -596,6 +725,7 @@ mod tests {
             hard_restart: false,
             old_children: vec![],
             log_level: 0,
+            dynamic: DynamicSpec::disabled(),
         }));
         // The value of A=1: length 1, then "1".
         let pos = bad_utf8.windows(5).position(|w| w == [0, 0, 0, 1, b'1']).unwrap();
@@ -607,6 +737,7 @@ mod tests {
             hard_restart: false,
             old_children: vec![],
             log_level: 0,
+            dynamic: DynamicSpec::disabled(),
         }))[HEADER_LEN..]
             .to_vec();
         // tag 1 + gen 8 + bool 1 + level 1 + n_old 4 + n_classes 4 + path (4 + 2)
@@ -618,8 +749,11 @@ mod tests {
             (vec![TAG_SHUTDOWN, 0], MsgError::TrailingBytes(1)),
             (
                 payload[..payload.len() - 1].to_vec(),
-                MsgError::Truncated("wrapper group"),
+                MsgError::Truncated("dynamic wrapper path"),
             ),
+            (bad_gain(f32::NAN), MsgError::BadValue("gainValue")),
+            (bad_gain(1.5), MsgError::BadValue("gainValue")),
+            (bad_gain(-0.1), MsgError::BadValue("gainValue")),
             (payload[..20].to_vec(), MsgError::Truncated("old_children")),
             (with_trailing, MsgError::TrailingBytes(1)),
             (bad_bool, MsgError::BadBool(2, "hard_restart")),
@@ -636,6 +770,68 @@ mod tests {
             assert!(!e.is_fatal());
             // The stream stays usable.
             assert_eq!(r.next_msg(), Ok(Some(CtlMsg::Shutdown)));
+        }
+    }
+
+    /// A configuration payload whose gain value is `g`.
+    fn bad_gain(g: f32) -> Vec<u8> {
+        let mut d = dynamic();
+        d.gain_value = 0.75;
+        let full = frame(&CtlMsg::Configure(PmConfig {
+            generation: 1,
+            classes: vec![],
+            hard_restart: false,
+            old_children: vec![],
+            log_level: 0,
+            dynamic: d,
+        }));
+        let mut p = full[HEADER_LEN..].to_vec();
+        let pos = p.windows(4).position(|w| w == 0.75f32.to_bits().to_be_bytes()).unwrap();
+        p[pos..pos + 4].copy_from_slice(&g.to_bits().to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn dynamic_spec_round_trips_field_by_field() {
+        // Changing any one field changes the decoded spec accordingly.
+        type Change = fn(&mut DynamicSpec);
+        let changes: &[Change] = &[
+            |d| d.enabled = false,
+            |d| d.dynamic_dir = "/x".into(),
+            |d| d.max_processes = 1,
+            |d| d.min_processes = 0,
+            |d| d.max_class_processes = 1,
+            |d| d.kill_interval = 1,
+            |d| d.update_interval = 1,
+            |d| d.gain_value = 1.0,
+            |d| d.single_threshold = 0,
+            |d| d.multi_threshold = 0,
+            |d| d.listen_queue_depth = 1,
+            |d| d.min_server_life = 0,
+            |d| d.restart_delay = 0,
+            |d| d.init_start_delay = 0,
+            |d| d.process_slack = 1,
+            |d| d.priority = 0,
+            |d| d.restart = false,
+            |d| d.auto_update = false,
+            |d| d.initial_env.clear(),
+            |d| d.wrapper = None,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut d = dynamic();
+            change(&mut d);
+            assert_ne!(d, dynamic(), "change {i} changes something");
+            let msg = CtlMsg::Configure(PmConfig {
+                generation: 1,
+                classes: vec![],
+                hard_restart: false,
+                old_children: vec![],
+                log_level: 0,
+                dynamic: d,
+            });
+            let mut r = FrameReader::new();
+            r.push(&frame(&msg));
+            assert_eq!(r.next_msg(), Ok(Some(msg)), "change {i}");
         }
     }
 

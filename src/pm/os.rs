@@ -12,14 +12,16 @@ use nix::sys::socket::{
     bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
     UnixAddr,
 };
-use nix::sys::stat::{stat, umask, Mode};
+use nix::sys::stat::{stat, umask, utimensat, Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::SystemTime;
 
 /// A Unix socket file this PM bound, identified by inode so that a file some later PM
 /// (or anybody else) put at the same path is never unlinked by mistake.
@@ -170,7 +172,69 @@ impl<'a> Os<'a> {
         }
     }
 
-    fn ensure_socket(&mut self, class: ClassId, spec: &ClassSpec) -> Option<&ListenSocket> {
+    /// Makes sure the directory of the dynamic sockets exists (0700); with `wipe`, also
+    /// removes everything but subdirectories from it: sockets left behind by a PM that
+    /// crashed (PM-23; legacy bug 13: the intended wipe removed nothing). Only done at
+    /// PM start, before any dynamic class exists.
+    pub fn prepare_dynamic_dir(&self, dir: &Path, wipe: bool) {
+        if dir.as_os_str().is_empty() {
+            return;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                self.log.log(
+                    LogLevel::Error,
+                    e.raw_os_error().unwrap_or(0),
+                    &format!("FastCGI: can't create the dynamic directory \"{}\"", dir.display()),
+                );
+                return;
+            }
+        }
+        if !wipe {
+            return;
+        }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.log.log(
+                    LogLevel::Error,
+                    e.raw_os_error().unwrap_or(0),
+                    &format!("FastCGI: can't read the dynamic directory \"{}\"", dir.display()),
+                );
+                return;
+            }
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            // file_type() does not follow symlinks: a link is removed, not its target.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => self.log.log(
+                    LogLevel::Error,
+                    e.raw_os_error().unwrap_or(0),
+                    &format!("FastCGI: unlink() failed to remove stale file \"{}\"", path.display()),
+                ),
+            }
+        }
+        if removed > 0 {
+            self.log.log(
+                LogLevel::Info,
+                0,
+                &format!(
+                    "FastCGI: removed {removed} stale file(s) from the dynamic directory \"{}\"",
+                    dir.display()
+                ),
+            );
+        }
+    }
+
+    fn ensure_socket(&mut self, class: ClassId, spec: &ClassSpec, label: &str) -> Option<&ListenSocket> {
         use std::collections::hash_map::Entry;
         match self.sockets.entry(class) {
             Entry::Occupied(e) => Some(&e.into_mut().1),
@@ -180,7 +244,7 @@ impl<'a> Os<'a> {
                     self.log.log(
                         LogLevel::Crit,
                         e.errno as i32,
-                        &format!("FastCGI: can't create server \"{}\": {}", spec.path.display(), e.what),
+                        &format!("FastCGI: can't create {label} \"{}\": {}", spec.path.display(), e.what),
                     );
                     None
                 }
@@ -251,7 +315,7 @@ fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32) -> std::io:
 impl Effects for Os<'_> {
     fn spawn(&mut self, class: ClassId, spec: &ClassSpec) -> SpawnResult {
         let pm_pid = self.pm_pid;
-        let Some(sock) = self.ensure_socket(class, spec) else {
+        let Some(sock) = self.ensure_socket(class, spec, "server") else {
             return SpawnResult::SocketFailed;
         };
         match spawn_process(spec, sock, pm_pid) {
@@ -293,5 +357,35 @@ impl Effects for Os<'_> {
 
     fn is_alive(&mut self, pid: i32) -> bool {
         is_alive(pid)
+    }
+
+    fn open_socket(&mut self, class: ClassId, spec: &ClassSpec) -> bool {
+        self.ensure_socket(class, spec, "(dynamic) server").is_some()
+    }
+
+    fn touch_socket(&mut self, class: ClassId) {
+        let Some(f) = self.sockets.get(&class).and_then(|(_, s)| s.file.as_ref()) else {
+            return;
+        };
+        match stat(f.path.as_path()) {
+            Ok(st) if st.st_dev == f.dev && st.st_ino == f.ino => {}
+            _ => return,
+        }
+        let now = TimeSpec::UTIME_NOW;
+        if let Err(e) = utimensat(None, f.path.as_path(), &now, &now, UtimensatFlags::NoFollowSymlink) {
+            self.log.log(
+                LogLevel::Error,
+                e as i32,
+                &format!("FastCGI: utime() failed on socket file \"{}\"", f.path.display()),
+            );
+        }
+    }
+
+    fn file_mtime(&mut self, path: &Path) -> Option<SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+
+    fn wall_now(&mut self) -> SystemTime {
+        SystemTime::now()
     }
 }

@@ -22,12 +22,32 @@
 //!   `-init-start-delay 0` cannot turn a crashing application into a fork loop;
 //! - on a new configuration unchanged classes keep running (legacy PM-12 restarted
 //!   everything); changed or removed classes are *retired* (see [`Table::configure`]).
+//!
+//! # Dynamic applications (4.6)
+//!
+//! A dynamic class is created by the first request message naming it
+//! ([`Table::on_request`]): its socket is bound at once, and the first process is
+//! scheduled at once — deliberate difference (bug 22): the request handler connects as
+//! soon as the socket exists and waits in the backlog, instead of polling for ~0.5 s.
+//! Further processes are scheduled by nudges (PM-52) within `maxProcesses` (all dynamic
+//! processes, running, being stopped or scheduled) and `maxClassProcesses` (the class's
+//! slots), both hard limits; the kill policy ([`super::policy`], PM-55/56) removes them
+//! again. Other differences from legacy:
+//! - victims (kill policy or `-autoUpdate`) get SIGKILL [`KILL_GRACE`] after SIGTERM;
+//! - the dynamic settings are part of the configuration: classes keep running across a
+//!   graceful restart when `FastCgiConfig` is unchanged, else they are retired like
+//!   static classes;
+//! - the restart and scheduling delays are sub-second (legacy: whole seconds);
+//! - load smoothing covers every dynamic class (legacy PM-54: only the head of its list).
 
-use super::spec::{ClassSpec, Listen, PmConfig};
+use super::policy::{self, Decision, Load, PolicyInput};
+use super::req::{ClassKey, ReqMsg};
+use super::spec::{ClassSpec, DynamicSpec, Listen, PmConfig};
 use super::LogLevel;
 use crate::sys::wait::ChildExit;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Failures tolerated before the back-off decision (legacy `MAX_FAILED_STARTS`).
 pub const MAX_FAILED_STARTS: u32 = 3;
@@ -48,12 +68,13 @@ pub const OLD_CHILDREN_POLL: Duration = Duration::from_secs(1);
 /// Identifies a class for the lifetime of the PM (never reused).
 pub type ClassId = u64;
 
-/// What kind of class this is. Only static classes exist so far; dynamic classes (4.6)
-/// will be added as another kind with their own spawn/kill policy.
+/// What kind of class this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassKind {
     /// `FastCgiServer`: a fixed number of processes kept running.
     Static,
+    /// A dynamic application (4.6): created on demand, scaled with load.
+    Dynamic,
 }
 
 /// Result of [`Effects::spawn`].
@@ -84,6 +105,15 @@ pub trait Effects {
     fn transfer_socket(&mut self, from: ClassId, to: ClassId);
     /// Whether a process of the previous httpd generation is still alive.
     fn is_alive(&mut self, pid: i32) -> bool;
+    /// Creates a dynamic class's socket now (PM-50); false if that failed (logged).
+    fn open_socket(&mut self, class: ClassId, spec: &ClassSpec) -> bool;
+    /// Sets the mtime of a class's socket file to now (PM-58), so the request handlers
+    /// stop asking for a restart.
+    fn touch_socket(&mut self, class: ClassId);
+    /// The modification time of a file, `None` if it cannot be read.
+    fn file_mtime(&mut self, path: &Path) -> Option<SystemTime>;
+    /// The wall clock (compared with file modification times).
+    fn wall_now(&mut self) -> SystemTime;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -92,10 +122,39 @@ struct Slot {
     pid: Option<i32>,
     /// Start of the current process, or of the previous one while waiting.
     started: Option<Instant>,
+    /// Wall-clock start of the current process (compared with the file's mtime, PM-58).
+    started_wall: Option<SystemTime>,
     /// Lifetime of the previous process.
     last_life: Option<Duration>,
     /// The PM signalled this process: its exit is expected.
     stopping: bool,
+    /// To be started (again) when it has no process. Static slots always are; dynamic
+    /// slots when scheduled (PM-52). A dynamic slot may be scheduled while its process is
+    /// being stopped (`-autoUpdate` replacement): it restarts once that one is reaped.
+    scheduled: bool,
+    /// A dynamic process the PM chose to stop (kill policy or `-autoUpdate`).
+    victim: Option<Victim>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Victim {
+    term_at: Instant,
+    kill_sent: bool,
+    /// Stopped because a newer application file was found: restarted with `-restart`.
+    update: bool,
+}
+
+/// What a dynamic class has beyond a static one.
+#[derive(Debug, Clone)]
+struct DynState {
+    key: ClassKey,
+    /// Connection time reported since the last smoothing step (µs, PM-54).
+    conn_sum_us: u64,
+    /// Smoothed connection time per update interval (µs).
+    smoothed_us: f64,
+    /// The class's start time (PM-58): processes of an application file modified after it
+    /// are outdated.
+    started_wall: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +179,7 @@ pub struct Class {
     socket_retry_at: Option<Instant>,
     slots: Vec<Slot>,
     retired: Option<Retirement>,
+    dynamic: Option<DynState>,
 }
 
 fn secs(n: u32) -> Duration {
@@ -135,9 +195,29 @@ fn later(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 impl Class {
     fn new(id: ClassId, spec: ClassSpec) -> Class {
+        let slot = Slot {
+            scheduled: true,
+            ..Slot::default()
+        };
         Class {
             id,
             kind: ClassKind::Static,
+            slots: vec![slot; spec.processes.max(1) as usize],
+            spec,
+            last_spawn: None,
+            failures: 0,
+            backed_off: false,
+            socket_retry_at: None,
+            retired: None,
+            dynamic: None,
+        }
+    }
+
+    /// A dynamic class: `spec.processes` slots (`maxClassProcesses`), none scheduled.
+    fn new_dynamic(id: ClassId, spec: ClassSpec, key: ClassKey, wall: SystemTime) -> Class {
+        Class {
+            id,
+            kind: ClassKind::Dynamic,
             slots: vec![Slot::default(); spec.processes.max(1) as usize],
             spec,
             last_spawn: None,
@@ -145,7 +225,23 @@ impl Class {
             backed_off: false,
             socket_retry_at: None,
             retired: None,
+            dynamic: Some(DynState {
+                key,
+                conn_sum_us: 0,
+                smoothed_us: 0.0,
+                started_wall: wall,
+            }),
         }
+    }
+
+    /// The dynamic class key, `None` for a static class.
+    pub fn key(&self) -> Option<&ClassKey> {
+        self.dynamic.as_ref().map(|d| &d.key)
+    }
+
+    /// Smoothed connection time per update interval (µs); 0 for a static class.
+    pub fn smoothed_load_us(&self) -> f64 {
+        self.dynamic.as_ref().map_or(0.0, |d| d.smoothed_us)
     }
 
     pub fn id(&self) -> ClassId {
@@ -180,6 +276,25 @@ impl Class {
         self.spec.path.display().to_string()
     }
 
+    /// `server` or `(dynamic) server`, as the legacy log texts say.
+    fn label(&self) -> &'static str {
+        match self.kind {
+            ClassKind::Static => "server",
+            ClassKind::Dynamic => "(dynamic) server",
+        }
+    }
+
+    /// Processes running that the PM has not chosen to stop.
+    fn running(&self) -> u32 {
+        self.slots.iter().filter(|s| s.pid.is_some() && !s.stopping).count() as u32
+    }
+
+    /// Unreaped processes + slots waiting for a process: what counts against
+    /// `maxProcesses`.
+    fn dyn_count(&self) -> u32 {
+        self.slots.iter().filter(|s| s.pid.is_some() || s.scheduled).count() as u32
+    }
+
     /// When slot `i` (waiting) may start; `None` = now.
     fn slot_due(&self, i: usize) -> Option<Instant> {
         let slot = &self.slots[i];
@@ -209,7 +324,8 @@ impl Class {
             fx.log(
                 LogLevel::Warn,
                 format!(
-                    "FastCGI: server \"{}\" has remained running for more than {} seconds, its restart interval has been restored to {} seconds",
+                    "FastCGI: {} \"{}\" has remained running for more than {} seconds, its restart interval has been restored to {} seconds",
+                    self.label(),
                     self.name(),
                     self.spec.min_server_life,
                     self.spec.restart_delay
@@ -220,7 +336,8 @@ impl Class {
             fx.log(
                 LogLevel::Warn,
                 format!(
-                    "FastCGI: server \"{}\" has failed to remain running for {} seconds given {} attempts, its restart interval has been backed off to {} seconds",
+                    "FastCGI: {} \"{}\" has failed to remain running for {} seconds given {} attempts, its restart interval has been backed off to {} seconds",
+                    self.label(),
                     self.name(),
                     self.spec.min_server_life,
                     MAX_FAILED_STARTS,
@@ -230,9 +347,11 @@ impl Class {
         }
     }
 
-    fn tick_active(&mut self, now: Instant, fx: &mut dyn Effects) {
+    /// Starts the slots that are due; follows dynamic victims up with SIGKILL.
+    fn tick_active(&mut self, now: Instant, fx: &mut dyn Effects, dynamic: &DynamicSpec) {
+        self.kill_overdue_victims(now, fx);
         for i in 0..self.slots.len() {
-            if self.slots[i].pid.is_some() {
+            if self.slots[i].pid.is_some() || !self.slots[i].scheduled {
                 continue;
             }
             if self.failures > MAX_FAILED_STARTS {
@@ -252,22 +371,35 @@ impl Class {
                     fx.log(
                         LogLevel::Warn,
                         format!(
-                            "FastCGI: server \"{}\" {} (pid {pid})",
+                            "FastCGI: {} \"{}\" {} (pid {pid})",
+                            self.label(),
                             self.name(),
-                            if ran_before { "restarted" } else { "started" }
+                            if ran_before && self.kind == ClassKind::Static {
+                                "restarted"
+                            } else {
+                                "started"
+                            }
                         ),
                     );
-                    self.slots[i].pid = Some(pid);
+                    let slot = &mut self.slots[i];
+                    slot.pid = Some(pid);
+                    slot.scheduled = false;
+                    slot.started_wall = Some(fx.wall_now());
                 }
                 SpawnResult::Failed(err) => {
                     fx.log(
                         LogLevel::Crit,
                         format!(
-                            "FastCGI: can't start server \"{}\": spawn_fs_process() failed: {err}",
+                            "FastCGI: can't start {} \"{}\": spawn_fs_process() failed: {err}",
+                            self.label(),
                             self.name()
                         ),
                     );
                     self.slots[i].last_life = Some(Duration::ZERO);
+                    if self.kind == ClassKind::Dynamic {
+                        // As an unprovoked death of this slot's process (PM-57).
+                        self.slots[i].scheduled = self.reschedule_after_death(i, dynamic);
+                    }
                     failed = true;
                 }
             }
@@ -284,11 +416,58 @@ impl Class {
                 // A start that fails is treated as an exit that is not status 0 — and
                 // judged at once, as a reaped exit would be.
                 self.failures += 1;
-                if self.failures > MAX_FAILED_STARTS {
+                if self.failures > MAX_FAILED_STARTS && self.slots[i].scheduled {
                     self.evaluate_backoff(i, now, fx);
                 }
             }
         }
+    }
+
+    /// PM-57: whether slot `i`, whose process died unprovoked (or failed to start), is
+    /// started again: with `-restart`, or when it was the class's last process and
+    /// `-singleThreshold` is 0 (the last process is never given up).
+    fn reschedule_after_death(&self, i: usize, dynamic: &DynamicSpec) -> bool {
+        let others = self
+            .slots
+            .iter()
+            .enumerate()
+            .any(|(j, s)| j != i && s.pid.is_some() && !s.stopping);
+        dynamic.restart || (!others && dynamic.single_threshold == 0)
+    }
+
+    /// SIGKILL for victims still alive [`KILL_GRACE`] after their SIGTERM (legacy never
+    /// followed up).
+    fn kill_overdue_victims(&mut self, now: Instant, fx: &mut dyn Effects) {
+        let (label, name) = (self.label(), self.name());
+        for s in &mut self.slots {
+            let (Some(pid), Some(v)) = (s.pid, s.victim.as_mut()) else {
+                continue;
+            };
+            if !v.kill_sent && now >= v.term_at + KILL_GRACE {
+                v.kill_sent = true;
+                fx.log(
+                    LogLevel::Warn,
+                    format!(
+                        "FastCGI: {label} \"{name}\" (pid {pid}) still running {} seconds after SIGTERM, sending SIGKILL",
+                        KILL_GRACE.as_secs()
+                    ),
+                );
+                fx.signal(pid, StopSignal::Kill);
+            }
+        }
+    }
+
+    /// Marks slot `i`'s process as a victim and sends it SIGTERM.
+    fn stop_victim(&mut self, i: usize, now: Instant, update: bool, fx: &mut dyn Effects) {
+        let slot = &mut self.slots[i];
+        let Some(pid) = slot.pid else { return };
+        slot.stopping = true;
+        slot.victim = Some(Victim {
+            term_at: now,
+            kill_sent: false,
+            update,
+        });
+        fx.signal(pid, StopSignal::Term);
     }
 
     fn tick_retired(&mut self, now: Instant, fx: &mut dyn Effects) {
@@ -359,8 +538,13 @@ impl Class {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         for (i, s) in self.slots.iter().enumerate() {
-            if s.pid.is_none() {
+            if s.pid.is_none() && s.scheduled {
                 consider(self.slot_due(i).unwrap_or(now));
+            }
+            if let (Some(_), Some(v)) = (s.pid, &s.victim) {
+                if !v.kill_sent {
+                    consider(v.term_at + KILL_GRACE);
+                }
             }
         }
         if self.backed_off {
@@ -379,14 +563,19 @@ impl Class {
     }
 }
 
-/// Text of PM-29 for one exit.
+/// Text of PM-29 for one exit of a static application's process.
 pub fn exit_text(path: &str, pid: i32, how: ChildExit) -> String {
+    exit_text_for("server", path, pid, how)
+}
+
+/// Text of PM-29; `label` is `server` or `(dynamic) server`.
+pub fn exit_text_for(label: &str, path: &str, pid: i32, how: ChildExit) -> String {
     match how {
         ChildExit::Exited(status) => {
-            format!("FastCGI: server \"{path}\" (pid {pid}) terminated by calling exit with status '{status}'")
+            format!("FastCGI: {label} \"{path}\" (pid {pid}) terminated by calling exit with status '{status}'")
         }
         ChildExit::Signaled { signal, core_dumped } => format!(
-            "FastCGI: server \"{path}\" (pid {pid}) terminated due to uncaught signal '{signal}' ({}){}",
+            "FastCGI: {label} \"{path}\" (pid {pid}) terminated due to uncaught signal '{signal}' ({}){}",
             signal_description(signal),
             if core_dumped {
                 ", a core file may have been generated"
@@ -438,12 +627,28 @@ pub fn signal_description(sig: i32) -> String {
     s.to_owned()
 }
 
+/// Timers of the dynamic kill policy and load smoothing (PM-54, PM-55).
+#[derive(Debug, Clone, Copy)]
+struct DynTimers {
+    last_update: Instant,
+    last_kill: Instant,
+}
+
 /// All classes the PM manages, active and retired.
 #[derive(Debug, Default)]
 pub struct Table {
     classes: Vec<Class>,
     next_id: ClassId,
     shutting_down: bool,
+    /// The latest `FastCgiConfig`.
+    dynamic: DynamicSpec,
+    timers: Option<DynTimers>,
+    /// The "dynamic applications are not enabled" warning was logged.
+    disabled_logged: bool,
+}
+
+fn interval(n: u32) -> Duration {
+    secs(n.max(1))
 }
 
 impl Table {
@@ -466,40 +671,60 @@ impl Table {
 
     /// Reconciles with a new configuration (graceful or hard restart of httpd).
     ///
-    /// - An active class whose spec is identical (including the application's mtime) is
-    ///   kept with its socket and processes, unless `hard_restart` is set.
+    /// - An active static class whose spec is identical (including the application's
+    ///   mtime) is kept with its socket and processes, unless `hard_restart` is set; so
+    ///   are the dynamic classes when the [`DynamicSpec`] is unchanged.
     /// - Every other active class is *retired*: its socket is released at once (a Unix
     ///   socket file is unlinked so the replacement can bind a fresh one at the same
     ///   path) — except that a new class bound to the same TCP address takes the socket
     ///   over (see [`Effects::transfer_socket`]); its processes keep serving until none of
     ///   `old_children` is alive (at most [`RETIRE_MAX_WAIT`]), then get SIGTERM and,
     ///   [`KILL_GRACE`] later, SIGKILL. A retired class is dropped once it has no process.
-    /// - Classes only in the new configuration start per the schedule.
+    /// - Static classes only in the new configuration start per the schedule; dynamic
+    ///   ones are created again by the next request for them.
     pub fn configure(&mut self, cfg: &PmConfig, now: Instant, fx: &mut dyn Effects) {
         if self.shutting_down {
             return;
         }
+        let keep_dynamic = !cfg.hard_restart && cfg.dynamic == self.dynamic;
         let mut unmatched: Vec<Option<&ClassSpec>> = cfg.classes.iter().map(Some).collect();
         let mut retired_tcp: Vec<(ClassId, SocketAddr)> = Vec::new();
         for c in self.classes.iter_mut().filter(|c| c.retired.is_none()) {
-            if !cfg.hard_restart {
-                if let Some(m) = unmatched.iter_mut().find(|s| **s == Some(&c.spec)) {
-                    *m = None;
-                    fx.log(
-                        LogLevel::Debug,
-                        format!("FastCGI: server \"{}\" unchanged, keeping its processes", c.name()),
-                    );
-                    continue;
-                }
+            let keep = match c.kind {
+                ClassKind::Dynamic => keep_dynamic,
+                ClassKind::Static if cfg.hard_restart => false,
+                ClassKind::Static => match unmatched.iter_mut().find(|s| **s == Some(&c.spec)) {
+                    Some(m) => {
+                        *m = None;
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if keep {
+                fx.log(
+                    LogLevel::Debug,
+                    format!(
+                        "FastCGI: {} \"{}\" unchanged, keeping its processes",
+                        c.label(),
+                        c.name()
+                    ),
+                );
+                continue;
             }
             let running = c.pids().count();
             fx.log(
                 LogLevel::Notice,
                 if cfg.hard_restart {
-                    format!("FastCGI: server \"{}\" restarting ({running} process(es) to stop): httpd was restarted", c.name())
+                    format!(
+                        "FastCGI: {} \"{}\" restarting ({running} process(es) to stop): httpd was restarted",
+                        c.label(),
+                        c.name()
+                    )
                 } else {
                     format!(
-                        "FastCGI: server \"{}\" changed or removed: {running} old process(es) will be stopped once the previous httpd generation has exited",
+                        "FastCGI: {} \"{}\" changed or removed: {running} old process(es) will be stopped once the previous httpd generation has exited",
+                        c.label(),
                         c.name()
                     )
                 },
@@ -511,6 +736,9 @@ impl Table {
                 term_sent: None,
                 kill_sent: false,
             });
+            for s in &mut c.slots {
+                s.scheduled = false;
+            }
             match c.spec.listen {
                 Listen::Tcp(addr) => retired_tcp.push((c.id, addr)),
                 Listen::Unix(_) => fx.release_socket(c.id),
@@ -530,10 +758,16 @@ impl Table {
         for (old, _) in retired_tcp {
             fx.release_socket(old);
         }
+        self.dynamic = cfg.dynamic.clone();
+        self.timers.get_or_insert(DynTimers {
+            last_update: now,
+            last_kill: now,
+        });
         self.drop_finished();
     }
 
-    /// Starts what is due and advances retirements.
+    /// Starts what is due, advances retirements, and runs the dynamic load smoothing and
+    /// kill policy when due.
     pub fn tick(&mut self, now: Instant, fx: &mut dyn Effects) {
         if self.shutting_down {
             return;
@@ -542,9 +776,10 @@ impl Table {
             if c.retired.is_some() {
                 c.tick_retired(now, fx);
             } else {
-                c.tick_active(now, fx);
+                c.tick_active(now, fx, &self.dynamic);
             }
         }
+        self.dynamic_timers(now, fx);
         self.drop_finished();
     }
 
@@ -553,7 +788,15 @@ impl Table {
         if self.shutting_down {
             return None;
         }
-        self.classes.iter().filter_map(|c| c.next_wakeup(now)).min()
+        let classes = self.classes.iter().filter_map(|c| c.next_wakeup(now)).min();
+        let timers = match self.timers {
+            Some(t) if self.active_dynamic().next().is_some() => Some(
+                (t.last_update + interval(self.dynamic.update_interval))
+                    .min(t.last_kill + interval(self.dynamic.kill_interval)),
+            ),
+            _ => None,
+        };
+        later_min(classes, timers)
     }
 
     /// A process was reaped. Returns false for a pid the table does not know.
@@ -562,23 +805,87 @@ impl Table {
         let Some(c) = self.classes.iter_mut().find(|c| c.pids().any(|p| p == pid)) else {
             return false;
         };
-        let name = c.name();
+        let (label, name) = (c.label(), c.name());
         let retired = c.retired.is_some();
-        let Some(slot) = c.slots.iter_mut().find(|s| s.pid == Some(pid)) else {
+        let Some(i) = c.slots.iter().position(|s| s.pid == Some(pid)) else {
             return false;
         };
+        let slot = &mut c.slots[i];
         slot.pid = None;
+        slot.started_wall = None;
         slot.last_life = slot.started.map(|t| now.saturating_duration_since(t));
+        let victim = slot.victim.take();
         let expected = std::mem::take(&mut slot.stopping) || shutting_down;
         fx.log(
             if expected { LogLevel::Info } else { LogLevel::Warn },
-            exit_text(&name, pid, how),
+            exit_text_for(label, &name, pid, how),
         );
-        if !retired && !shutting_down && how != ChildExit::Exited(0) {
-            c.failures += 1;
+        if !retired && !shutting_down {
+            if victim.is_none() && how != ChildExit::Exited(0) {
+                c.failures += 1;
+            }
+            match c.kind {
+                ClassKind::Static => c.slots[i].scheduled = true,
+                ClassKind::Dynamic => {
+                    // PM-57: a victim's slot becomes empty (unless a replacement was
+                    // scheduled in it); an outdated process is restarted with -restart.
+                    let again = match victim {
+                        Some(v) => v.update && self.dynamic.restart,
+                        None => c.reschedule_after_death(i, &self.dynamic),
+                    };
+                    c.slots[i].scheduled |= again;
+                }
+            }
         }
         self.drop_finished();
         true
+    }
+
+    /// A message from a request handler (PM-50..PM-58).
+    pub fn on_request(&mut self, msg: &ReqMsg, now: Instant, fx: &mut dyn Effects) {
+        if self.shutting_down {
+            return;
+        }
+        if !self.dynamic.enabled {
+            if !std::mem::replace(&mut self.disabled_logged, true) {
+                fx.log(
+                    LogLevel::Warn,
+                    format!(
+                        "FastCGI: request for (dynamic) server \"{}\" ignored: dynamic applications are not enabled (further requests are ignored silently)",
+                        msg.key().path.display()
+                    ),
+                );
+            }
+            return;
+        }
+        let key = msg.key();
+        let found = self.find_dynamic(key);
+        match msg {
+            ReqMsg::Done { conn_us, .. } => {
+                if let Some(d) = found.and_then(|i| self.classes[i].dynamic.as_mut()) {
+                    d.conn_sum_us = d.conn_sum_us.saturating_add(*conn_us);
+                }
+            }
+            ReqMsg::Start(_) | ReqMsg::Nudge(_) | ReqMsg::Restart(_) => {
+                let i = match found {
+                    Some(i) => i,
+                    None => {
+                        // PM-50, bug 22: socket now, first process at once.
+                        if let Some(i) = self.create_dynamic(key, fx) {
+                            self.schedule(i, now, fx);
+                        }
+                        return;
+                    }
+                };
+                match msg {
+                    // PM-51: ignored while a process runs.
+                    ReqMsg::Start(_) if self.classes[i].running() > 0 => {}
+                    ReqMsg::Restart(_) if self.dynamic.auto_update => self.auto_update(i, now, fx),
+                    ReqMsg::Restart(_) => {}
+                    _ => self.schedule(i, now, fx),
+                }
+            }
+        }
     }
 
     /// Shutdown step 1: no more starts; SIGTERM every process.
@@ -606,14 +913,33 @@ impl Table {
         self.classes.iter().map(|c| c.id).collect()
     }
 
+    /// Dynamic processes (running, being stopped, or scheduled), all classes, retired
+    /// ones included: what `maxProcesses` limits.
+    pub fn dynamic_total(&self) -> u32 {
+        self.classes
+            .iter()
+            .filter(|c| c.kind == ClassKind::Dynamic)
+            .map(|c| c.dyn_count())
+            .sum()
+    }
+
     /// One line per class (SIGUSR1).
     pub fn status_lines(&self) -> Vec<String> {
         self.classes
             .iter()
             .map(|c| {
                 let pids: Vec<String> = c.pids().map(|p| p.to_string()).collect();
+                let load = match &c.dynamic {
+                    Some(d) => format!(
+                        ", smoothed load {:.0} us per {} s",
+                        d.smoothed_us,
+                        interval(self.dynamic.update_interval).as_secs()
+                    ),
+                    None => String::new(),
+                };
                 format!(
-                    "FastCGI: server \"{}\"{}: {}/{} process(es) running [{}], {} failure(s){}",
+                    "FastCGI: {} \"{}\"{}: {}/{} process(es) running [{}], {} failure(s){}{load}",
+                    c.label(),
                     c.name(),
                     if c.retired.is_some() { " (retired)" } else { "" },
                     pids.len(),
@@ -629,6 +955,241 @@ impl Table {
     fn drop_finished(&mut self) {
         self.classes
             .retain(|c| c.retired.is_none() || c.pids().next().is_some());
+    }
+
+    fn active_dynamic(&self) -> impl Iterator<Item = &Class> {
+        self.classes
+            .iter()
+            .filter(|c| c.kind == ClassKind::Dynamic && c.retired.is_none())
+    }
+
+    fn find_dynamic(&self, key: &ClassKey) -> Option<usize> {
+        self.classes
+            .iter()
+            .position(|c| c.retired.is_none() && c.key() == Some(key))
+    }
+
+    /// PM-50: a new class with its socket; `None` if the socket could not be created.
+    fn create_dynamic(&mut self, key: &ClassKey, fx: &mut dyn Effects) -> Option<usize> {
+        let spec = self.dynamic.class_spec(key);
+        let id = self.next_id;
+        self.next_id += 1;
+        if !fx.open_socket(id, &spec) {
+            return None;
+        }
+        fx.log(
+            LogLevel::Debug,
+            format!(
+                "FastCGI: (dynamic) server \"{}\" created (user {}, group {})",
+                key.path.display(),
+                key.user,
+                key.group
+            ),
+        );
+        let wall = fx.wall_now();
+        self.classes.push(Class::new_dynamic(id, spec, key.clone(), wall));
+        Some(self.classes.len() - 1)
+    }
+
+    /// PM-52: schedules one more process of class `i` if the limits and delays allow.
+    fn schedule(&mut self, i: usize, now: Instant, fx: &mut dyn Effects) {
+        let total = self.dynamic_total();
+        let max = self.dynamic.max_processes;
+        let c = &mut self.classes[i];
+        if c.slots.iter().any(|s| s.scheduled) {
+            return; // already scheduled
+        }
+        if total.saturating_add(1) > max {
+            fx.log(
+                LogLevel::Warn,
+                format!(
+                    "FastCGI: can't schedule the start of another (dynamic) server \"{}\" process: exceeded dynamicMaxProcs ({max})",
+                    c.name()
+                ),
+            );
+            return;
+        }
+        let Some(slot) = c.slots.iter().position(|s| s.pid.is_none()) else {
+            return; // every slot runs a process
+        };
+        let ran_before = c.slots[slot].started.is_some();
+        let delay = if ran_before {
+            c.spec.restart_delay
+        } else {
+            c.spec.init_start_delay
+        };
+        if let Some(last) = c.last_spawn {
+            if now < last + secs(delay) {
+                fx.log(
+                    LogLevel::Debug,
+                    format!(
+                        "FastCGI: (dynamic) server \"{}\": start request ignored, last start less than {delay} seconds ago",
+                        c.name()
+                    ),
+                );
+                return;
+            }
+        }
+        c.slots[slot].scheduled = true;
+        if c.slots.iter().all(|s| s.pid.is_some() || s.scheduled) {
+            fx.log(
+                LogLevel::Warn,
+                format!(
+                    "FastCGI: scheduled the {} of the last (dynamic) server \"{}\" process: reached dynamicMaxClassProcs ({})",
+                    if ran_before { "restart" } else { "start" },
+                    c.name(),
+                    c.slots.len()
+                ),
+            );
+        }
+    }
+
+    /// PM-58: a restart message with `-autoUpdate`.
+    fn auto_update(&mut self, i: usize, now: Instant, fx: &mut dyn Effects) {
+        let total = self.dynamic_total();
+        let (max, restart) = (self.dynamic.max_processes, self.dynamic.restart);
+        let c = &mut self.classes[i];
+        // Whatever happens, the request handlers compare the file with the socket.
+        fx.touch_socket(c.id);
+        let Some(mtime) = fx.file_mtime(&c.spec.path) else {
+            return;
+        };
+        let Some(d) = c.dynamic.as_mut() else { return };
+        if mtime <= d.started_wall {
+            return;
+        }
+        d.started_wall = fx.wall_now();
+        fx.log(
+            LogLevel::Warn,
+            format!(
+                "FastCGI: restarting old server \"{}\" processes, newer version found",
+                c.name()
+            ),
+        );
+        let outdated: Vec<usize> = (0..c.slots.len())
+            .filter(|&j| {
+                let s = &c.slots[j];
+                s.pid.is_some() && !s.stopping && s.started_wall.map_or(true, |t| t < mtime)
+            })
+            .collect();
+        for &j in &outdated {
+            c.stop_victim(j, now, true, fx);
+        }
+        if (restart && !outdated.is_empty()) || c.slots.iter().any(|s| s.scheduled) {
+            return; // -restart replaces the victims / a start is pending anyway
+        }
+        // One new process: in an empty slot if the limit allows, else in place of an
+        // outdated one once it is gone.
+        let empty = c.slots.iter().position(|s| s.pid.is_none());
+        let slot = match empty {
+            Some(j) if total < max => Some(j),
+            _ => outdated.first().copied(),
+        };
+        if let Some(j) = slot {
+            c.slots[j].scheduled = true;
+        }
+    }
+
+    /// PM-54/55: load smoothing every update interval; the kill pass every kill interval,
+    /// or at every wake-up while `total + processSlack >= maxProcesses`.
+    fn dynamic_timers(&mut self, now: Instant, fx: &mut dyn Effects) {
+        let Some(mut t) = self.timers else { return };
+        let d = &self.dynamic;
+        let pressure = self.dynamic_total().saturating_add(d.process_slack) >= d.max_processes;
+        if now >= t.last_kill + interval(d.kill_interval) || pressure {
+            self.kill_pass(now, t.last_update, fx);
+            t.last_kill = now;
+        }
+        if now >= t.last_update + interval(self.dynamic.update_interval) {
+            let gain = self.dynamic.gain_value;
+            for c in &mut self.classes {
+                if let (None, Some(d)) = (&c.retired, c.dynamic.as_mut()) {
+                    d.smoothed_us = policy::smooth(d.smoothed_us, d.conn_sum_us, gain);
+                    d.conn_sum_us = 0;
+                }
+            }
+            t.last_update = now;
+        }
+        self.timers = Some(t);
+    }
+
+    /// PM-56: one kill pass over the active dynamic classes.
+    fn kill_pass(&mut self, now: Instant, last_update: Instant, fx: &mut dyn Effects) {
+        let d = &self.dynamic;
+        let update_window = interval(d.update_interval);
+        let (single, multi, min) = (d.single_threshold, d.multi_threshold, d.min_processes);
+        let mut total_running: u32 = self.active_dynamic().map(|c| c.running()).sum();
+        for c in &mut self.classes {
+            let Some(dy) = c.dynamic.as_ref() else { continue };
+            if c.retired.is_some() {
+                continue;
+            }
+            let running = c.running();
+            let scheduled = c.slots.iter().filter(|s| s.pid.is_none() && s.scheduled).count() as u32;
+            let stopping = c.slots.iter().filter(|s| s.pid.is_some() && s.stopping).count() as u32;
+            // The newest running process (ties: the highest slot).
+            let newest = c
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.pid.is_some() && !s.stopping)
+                .max_by_key(|(j, s)| (s.started, *j))
+                .map(|(j, s)| (j, s.started));
+            let input = PolicyInput {
+                running,
+                scheduled,
+                stopping,
+                load: Load {
+                    smoothed_us: dy.smoothed_us,
+                    update_window,
+                    current_us: dy.conn_sum_us,
+                    current_window: now.saturating_duration_since(last_update),
+                },
+                newest_age: newest
+                    .and_then(|(_, t)| t)
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+                single_threshold: single,
+                multi_threshold: multi,
+                total_running,
+                min_processes: min,
+            };
+            match policy::decide(&input) {
+                Decision::Keep => {}
+                Decision::CancelScheduledStart => {
+                    if let Some(s) = c.slots.iter_mut().rev().find(|s| s.pid.is_none() && s.scheduled) {
+                        s.scheduled = false;
+                        fx.log(
+                            LogLevel::Debug,
+                            format!(
+                                "FastCGI: (dynamic) server \"{}\": scheduled start cancelled, load too low",
+                                c.name()
+                            ),
+                        );
+                    }
+                }
+                Decision::KillNewest => {
+                    let Some((j, _)) = newest else { continue };
+                    if let Some(pid) = c.slots[j].pid {
+                        fx.log(
+                            LogLevel::Warn,
+                            format!(
+                                "FastCGI: (dynamic) server \"{}\" (pid {pid}) termination signaled",
+                                c.name()
+                            ),
+                        );
+                    }
+                    c.stop_victim(j, now, false, fx);
+                    total_running -= 1;
+                }
+            }
+        }
+    }
+}
+
+fn later_min(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Table-driven tests of the schedule, back-off and reconcile decisions with a fake clock.
 
 use super::*;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Ev {
@@ -10,20 +11,49 @@ enum Ev {
     Log(LogLevel, String),
     Release(ClassId),
     Transfer(ClassId, ClassId),
+    Open(ClassId),
+    Touch(ClassId),
 }
 
-#[derive(Default)]
+/// Wall-clock time of the fake clock's start.
+fn wall0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
 struct Fake {
     events: Vec<Ev>,
     next_pid: i32,
     outcomes: VecDeque<SpawnResult>,
     alive: HashSet<i32>,
     spawned: Vec<(ClassId, i32)>,
+    /// Specs given to `spawn`, by class.
+    specs: HashMap<ClassId, ClassSpec>,
+    /// `open_socket` fails while true.
+    socket_fails: bool,
+    mtimes: HashMap<PathBuf, SystemTime>,
+    wall: SystemTime,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Fake {
+            events: vec![],
+            next_pid: 0,
+            outcomes: VecDeque::new(),
+            alive: HashSet::new(),
+            spawned: vec![],
+            specs: HashMap::new(),
+            socket_fails: false,
+            mtimes: HashMap::new(),
+            wall: wall0(),
+        }
+    }
 }
 
 impl Effects for Fake {
-    fn spawn(&mut self, class: ClassId, _spec: &ClassSpec) -> SpawnResult {
+    fn spawn(&mut self, class: ClassId, spec: &ClassSpec) -> SpawnResult {
         self.events.push(Ev::Spawn(class));
+        self.specs.insert(class, spec.clone());
         let r = self.outcomes.pop_front().unwrap_or_else(|| {
             self.next_pid += 1;
             SpawnResult::Started(1000 + self.next_pid)
@@ -47,6 +77,20 @@ impl Effects for Fake {
     }
     fn is_alive(&mut self, pid: i32) -> bool {
         self.alive.contains(&pid)
+    }
+    fn open_socket(&mut self, class: ClassId, spec: &ClassSpec) -> bool {
+        self.events.push(Ev::Open(class));
+        self.specs.insert(class, spec.clone());
+        !self.socket_fails
+    }
+    fn touch_socket(&mut self, class: ClassId) {
+        self.events.push(Ev::Touch(class));
+    }
+    fn file_mtime(&mut self, path: &Path) -> Option<SystemTime> {
+        self.mtimes.get(path).copied()
+    }
+    fn wall_now(&mut self) -> SystemTime {
+        self.wall
     }
 }
 
@@ -73,6 +117,7 @@ fn cfg(classes: Vec<ClassSpec>) -> PmConfig {
         hard_restart: false,
         old_children: vec![],
         log_level: 7,
+        dynamic: DynamicSpec::disabled(),
     }
 }
 
@@ -92,6 +137,10 @@ struct Sim {
     started: std::collections::HashMap<ClassId, usize>,
     /// Timestamped events (seconds since t0).
     log: Vec<(f64, Ev)>,
+    /// Processes exit this many seconds after SIGTERM (`None`: they ignore it).
+    term_exit: Option<f64>,
+    /// Processes exit at once after SIGKILL.
+    kill_exits: bool,
 }
 
 const EXIT1: ChildExit = ChildExit::Exited(1);
@@ -109,7 +158,14 @@ impl Sim {
             life,
             started: Default::default(),
             log: vec![],
+            term_exit: None,
+            kill_exits: false,
         }
+    }
+
+    fn set_now(&mut self, t: Instant) {
+        self.now = t;
+        self.fx.wall = wall0() + (t - self.t0);
     }
 
     fn secs(&self, t: Instant) -> f64 {
@@ -122,7 +178,31 @@ impl Sim {
 
     fn collect(&mut self) {
         let t = self.secs(self.now);
-        for e in self.fx.events.drain(..) {
+        for e in std::mem::take(&mut self.fx.events) {
+            match e {
+                Ev::Signal(pid, sig) if self.running_now(pid) => {
+                    let after = match sig {
+                        StopSignal::Term => self.term_exit,
+                        StopSignal::Kill => self.kill_exits.then_some(0.0),
+                    };
+                    if let Some(after) = after {
+                        let signal = if sig == StopSignal::Term { 15 } else { 9 };
+                        let at = self.now + Duration::from_secs_f64(after);
+                        if !self.exits.iter().any(|x| x.1 == pid && x.0 <= at) {
+                            self.exits.retain(|x| x.1 != pid);
+                            self.exits.push((
+                                at,
+                                pid,
+                                ChildExit::Signaled {
+                                    signal,
+                                    core_dumped: false,
+                                },
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
             self.log.push((t, e));
         }
         for (class, pid) in std::mem::take(&mut self.fx.spawned) {
@@ -132,6 +212,10 @@ impl Sim {
             }
             *n += 1;
         }
+    }
+
+    fn running_now(&self, pid: i32) -> bool {
+        self.table.running_pids().contains(&pid)
     }
 
     fn configure(&mut self, c: &PmConfig) {
@@ -182,9 +266,9 @@ impl Sim {
             if next > end {
                 break;
             }
-            self.now = next;
+            self.set_now(next);
         }
-        self.now = self.now.max(end);
+        self.set_now(self.now.max(end));
     }
 
     fn times(&self, f: impl Fn(&Ev) -> bool) -> Vec<f64> {
@@ -728,3 +812,6 @@ fn status_lines() {
         ]
     );
 }
+
+#[path = "table_dyn_tests.rs"]
+mod dynamic;

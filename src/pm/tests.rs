@@ -12,7 +12,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,8 @@ struct Setup {
     pm_log: PathBuf,
     err_log: PathBuf,
     ctl: UnixStream,
+    /// The request handlers' end of the datagram socketpair.
+    req: UnixDatagram,
 }
 
 /// Forks a PM with `first`; its fd 2 is `<dir>/error.log`.
@@ -125,18 +127,21 @@ fn start_pm(dir: PathBuf, first: PmConfig) -> Setup {
     let pm_log = dir.join("pm.log");
     let err_log = dir.join("error.log");
     let (ctl, pm_end) = UnixStream::pair().unwrap();
+    let (req, pm_req) = UnixDatagram::pair().unwrap();
     let ctl_raw = ctl.as_raw_fd();
+    let req_raw = req.as_raw_fd();
     let log_path = pm_log.clone();
     let err_file = std::fs::File::create(&err_log).unwrap();
     let pid = fork_run(move || {
         // The test's end of the control socket must not stay open in the PM.
         let _ = nix::unistd::close(ctl_raw);
+        let _ = nix::unistd::close(req_raw);
         let _ = nix::unistd::dup2(err_file.as_raw_fd(), 2);
         // A descriptor without close-on-exec, as httpd's would be: must not leak.
         let leak = nix::unistd::dup(err_file.as_raw_fd()).unwrap();
         assert!(fcntl(leak, FcntlArg::F_GETFD).unwrap() & libc::FD_CLOEXEC == 0);
         drop(err_file);
-        run(first, OwnedFd::from(pm_end), &FileLog(log_path))
+        run(first, OwnedFd::from(pm_end), OwnedFd::from(pm_req), &FileLog(log_path))
     })
     .unwrap();
     Setup {
@@ -148,6 +153,7 @@ fn start_pm(dir: PathBuf, first: PmConfig) -> Setup {
         pm_log,
         err_log,
         ctl,
+        req,
     }
 }
 
@@ -266,6 +272,7 @@ fn run_spawns_restarts_reconciles_and_shuts_down() {
         hard_restart: false,
         old_children: vec![],
         log_level: 7,
+        dynamic: DynamicSpec::disabled(),
     };
     let mut s = start_pm(dir.clone(), first);
     let pm = s.guard.pm.unwrap();
@@ -322,6 +329,7 @@ fn run_spawns_restarts_reconciles_and_shuts_down() {
             hard_restart: false,
             old_children: vec![old_child.id() as i32],
             log_level: 7,
+            dynamic: DynamicSpec::disabled(),
         }),
     );
     let new_pids = wait_for("new generation", || {
@@ -342,12 +350,18 @@ fn run_spawns_restarts_reconciles_and_shuts_down() {
     wait_for("old processes stopped", || {
         old_unix.iter().all(|&p| !alive(p)).then_some(())
     });
-    let log = read(&s.pm_log);
-    for p in old_unix {
-        assert!(log.contains(&format!(
-            "(pid {p}) terminated due to uncaught signal '15' (Terminated)"
-        )));
-    }
+    // A process is gone (a zombie) slightly before the PM reaps it and logs the exit.
+    wait_for("exit lines of the old processes", || {
+        let log = read(&s.pm_log);
+        old_unix
+            .iter()
+            .all(|p| {
+                log.contains(&format!(
+                    "(pid {p}) terminated due to uncaught signal '15' (Terminated)"
+                ))
+            })
+            .then_some(())
+    });
     assert!(alive(tcp_pids[0]) && new_pids.iter().all(|&p| alive(p)));
     assert_eq!(spawned(&s.pm_log, &tcp_app).len(), 1, "TCP class never restarted");
 
@@ -376,6 +390,7 @@ fn run_exits_when_httpd_disappears() {
         old_children: vec![],
         // warn: the "started" lines (warn) are logged, the "initialized" one (notice) not.
         log_level: 4,
+        dynamic: DynamicSpec::disabled(),
     };
     let s = start_pm(dir.clone(), first);
     let pm = s.guard.pm.unwrap();
@@ -393,4 +408,184 @@ fn run_exits_when_httpd_disappears() {
     assert!(log.contains("Alert 0 FastCGI: read() from pipe failed (0)\n"), "{log}");
     assert!(log.contains("Alert 0 FastCGI: the PM is shutting down, Apache seems to have disappeared - bye\n"));
     assert!(!log.contains("initialized"), "LogLevel filter: {log}");
+}
+
+/// pids from `FastCGI: (dynamic) server "<app>" started (pid N)` lines.
+fn dyn_spawned(log: &Path, app: &Path) -> Vec<i32> {
+    let prefix = format!("FastCGI: (dynamic) server \"{}\" started (pid ", app.display());
+    read(log)
+        .lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, r)| r))
+        .filter_map(|r| r.strip_suffix(')')?.parse().ok())
+        .collect()
+}
+
+fn send_req(s: &Setup, msg: &ReqMsg) {
+    s.req.send(&req::encode(msg).unwrap()).unwrap();
+}
+
+#[test]
+fn run_dynamic_class_starts_grows_shrinks_and_stops() {
+    let dir = test_dir("dynamic");
+    // A space in the path: the legacy text messages could not carry it (bug 19).
+    let app = dir.join("app/dyn app.sh");
+    write_app(&app);
+    let ddir = dir.join("ipc/dynamic");
+    std::fs::create_dir_all(&ddir).unwrap();
+    std::fs::write(ddir.join("0123456789abcdef"), "stale").unwrap();
+    let mut d = DynamicSpec::from_config(&crate::config::DynamicConfig::default(), ddir.clone(), None);
+    d.max_class_processes = 3;
+    d.init_start_delay = 0;
+    d.restart_delay = 0;
+    d.kill_interval = 1;
+    d.update_interval = 1;
+    d.min_processes = 0;
+    d.priority = 1;
+    d.listen_queue_depth = 10;
+    d.initial_env = vec![("FOO".into(), "bar baz".into()), ("EMPTY".into(), String::new())];
+    let first = PmConfig {
+        generation: 1,
+        classes: vec![],
+        hard_restart: false,
+        old_children: vec![],
+        log_level: 7,
+        dynamic: d.clone(),
+    };
+    let mut s = start_pm(dir.clone(), first);
+    let pm = s.guard.pm.unwrap();
+    wait_for("init line", || {
+        read(&s.pm_log).contains("process manager initialized").then_some(())
+    });
+    assert!(!ddir.join("0123456789abcdef").exists(), "stale file removed (bug 13)");
+
+    let key = ClassKey {
+        path: app.clone(),
+        user: "-".into(),
+        group: "-".into(),
+    };
+    let sock = crate::config::dynamic_socket(&dir.join("ipc"), &app, "-", "-");
+    assert_eq!(d.socket_path(&key), sock);
+
+    // Start: the socket exists at once and accepts connections (into the backlog).
+    let t0 = Instant::now();
+    send_req(&s, &ReqMsg::Start(key.clone()));
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_millis(100),
+            "socket not created within 100 ms"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let created = t0.elapsed();
+    UnixStream::connect(&sock).expect("dynamic socket listening");
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let pids = wait_for("first process", || {
+        Some(dyn_spawned(&s.pm_log, &app)).filter(|p| p.len() == 1)
+    });
+    check_app(pids[0], pm, &app, &s);
+
+    // Nudges grow the class to maxClassProcesses and never beyond.
+    for _ in 0..5 {
+        send_req(&s, &ReqMsg::Nudge(key.clone()));
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let pids = wait_for("three processes", || {
+        Some(dyn_spawned(&s.pm_log, &app)).filter(|p| p.len() == 3)
+    });
+    assert!(pids.iter().all(|&p| alive(p)));
+    let log = read(&s.pm_log);
+    assert!(log.contains(&format!(
+        "Warn 0 FastCGI: scheduled the start of the last (dynamic) server \"{}\" process: reached dynamicMaxClassProcs (3)",
+        app.display()
+    )));
+
+    // Garbage and completion reports do not disturb anything.
+    s.req.send(b"S /x - -*").unwrap();
+    send_req(
+        &s,
+        &ReqMsg::Done {
+            key: key.clone(),
+            queue_us: 10,
+            conn_us: 20,
+        },
+    );
+    wait_for("bogus message line", || {
+        read(&s.pm_log)
+            .contains("Error 0 FastCGI: bogus message from a request handler ignored: unsupported message version 83")
+            .then_some(())
+    });
+
+    // Idle: one process killed per pass (1 s) down to one (singleThreshold 0).
+    let victims = wait_for("two victims gone", || {
+        let log = read(&s.pm_log);
+        let v: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|p| {
+                log.contains(&format!(
+                    "Warn 0 FastCGI: (dynamic) server \"{}\" (pid {p}) termination signaled",
+                    app.display()
+                ))
+            })
+            .collect();
+        (v.len() == 2 && v.iter().all(|&p| !alive(p))).then_some(v)
+    });
+    // The newest went first; the oldest stays.
+    assert!(!victims.contains(&pids[0]));
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = read(&s.pm_log);
+    assert_eq!(log.matches("termination signaled").count(), 2, "{log}");
+    assert!(alive(pids[0]));
+    for v in &victims {
+        assert!(log.contains(&format!(
+            "Info 0 FastCGI: (dynamic) server \"{}\" (pid {v}) terminated due to uncaught signal '15' (Terminated)",
+            app.display()
+        )));
+    }
+    assert_eq!(dyn_spawned(&s.pm_log, &app).len(), 3, "nothing restarted");
+
+    // Shutdown: the process stops, the dynamic socket is removed.
+    send(&mut s.ctl, &CtlMsg::Shutdown);
+    let status = waitpid(pm, None).unwrap();
+    s.guard.pm = None;
+    assert_eq!(status, WaitStatus::Exited(pm, 0));
+    assert!(!alive(pids[0]));
+    assert!(!sock.exists(), "dynamic socket unlinked");
+    assert!(created < Duration::from_millis(100));
+}
+
+#[test]
+fn run_ignores_requests_when_dynamic_applications_are_disabled() {
+    let dir = test_dir("dyn-off");
+    let first = PmConfig {
+        generation: 1,
+        classes: vec![],
+        hard_restart: false,
+        old_children: vec![],
+        log_level: 7,
+        dynamic: DynamicSpec::disabled(),
+    };
+    let mut s = start_pm(dir.clone(), first);
+    let pm = s.guard.pm.unwrap();
+    let key = ClassKey {
+        path: dir.join("app/x.fcgi"),
+        user: "-".into(),
+        group: "-".into(),
+    };
+    for _ in 0..3 {
+        send_req(&s, &ReqMsg::Start(key.clone()));
+    }
+    wait_for("warning", || {
+        read(&s.pm_log)
+            .contains("dynamic applications are not enabled")
+            .then_some(())
+    });
+    send(&mut s.ctl, &CtlMsg::Shutdown);
+    assert_eq!(waitpid(pm, None).unwrap(), WaitStatus::Exited(pm, 0));
+    s.guard.pm = None;
+    let log = read(&s.pm_log);
+    assert_eq!(log.matches("not enabled").count(), 1, "{log}");
+    assert!(!log.contains("started (pid"));
 }
