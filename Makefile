@@ -71,3 +71,6 @@ clippy:
 clean:
 	$(CARGO) clean
 	rm -f mod_fastcgi.so
+.PHONY: bench
+bench:  # as root; BENCH_ARGS=--quick for a smoke test (see bench/README.md)
+	@bench/run $(BENCH_ARGS)

@@ -3,10 +3,10 @@
 //! a panic is logged as one error line and turned into an error status
 //! instead of unwinding into httpd (which would abort the child).
 
-use crate::config::{ConfigState, DirAuthConfig};
+use crate::config::{AuthRole, ConfigState, DirAuthConfig};
 use crate::ffi;
 use crate::httpd::{self, log, CmdParms, Level, Pool, Request};
-use crate::module::{directives, handler, routing, supervisor, ModuleState, ServerConf};
+use crate::module::{auth, directives, handler, routing, supervisor, ModuleState, ServerConf};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -40,7 +40,12 @@ fn guarded<T>(what: &str, fallback: T, body: impl FnOnce() -> T) -> T {
 }
 
 fn state_of(r: &Request) -> Option<&'static ConfigState> {
-    let conf = r.server_config().cast::<ServerConf>();
+    state_of_server_config(r.server_config())
+}
+
+/// The frozen configuration behind a per-server config pointer of ours.
+fn state_of_server_config(conf: *mut c_void) -> Option<&'static ConfigState> {
+    let conf = conf.cast::<ServerConf>();
     // SAFETY: our per-server config is always a ServerConf allocated by
     // fcgi_rs_create_server_config in a pool that outlives the request.
     unsafe { conf.as_ref() }
@@ -76,9 +81,12 @@ fn config_ptr<T>(v: &'static T) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_rs_create_dir_config(p: *mut ffi::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
     guarded("create_dir_config", std::ptr::null_mut(), || {
-        // SAFETY: httpd passes its valid config pool.
+        // SAFETY: httpd passes its valid config pool (pconf, or the request
+        // pool for .htaccess files).
         match unsafe { Pool::from_raw(p) } {
-            Some(pool) => config_ptr(pool.alloc_owned(DirAuthConfig::default())),
+            // The box's own mutable pointer: the directive handlers of this
+            // section fill it in (fcgi_rs_cmd_take12/flag).
+            Some(pool) => pool.alloc_owned_raw(DirAuthConfig::default()).cast(),
             None => std::ptr::null_mut(),
         }
     })
@@ -103,7 +111,7 @@ pub unsafe extern "C" fn fcgi_rs_merge_dir_config(
             )
         };
         match (pool, b, a) {
-            (Some(pool), Some(b), Some(a)) => config_ptr(pool.alloc_owned(DirAuthConfig::merge(b, a))),
+            (Some(pool), Some(b), Some(a)) => pool.alloc_owned_raw(DirAuthConfig::merge(b, a)).cast(),
             _ => add,
         }
     })
@@ -224,25 +232,62 @@ pub unsafe extern "C" fn fcgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
     })
 }
 
-/// # Safety
-/// Called by httpd with a valid request.
-#[no_mangle]
-pub unsafe extern "C" fn fcgi_rs_check_authn(_r: *mut ffi::request_rec) -> c_int {
-    handler::DECLINED
+/// One of the three authorizer hooks: acts only when the request's
+/// per-dir config names an application for `role` (reference section 6).
+fn auth_hook(r: *mut ffi::request_rec, role: AuthRole) -> c_int {
+    guarded("an authorizer hook", HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: valid request for this hook call.
+        let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+            return handler::DECLINED;
+        };
+        // SAFETY: our per-dir config is always a DirAuthConfig created by
+        // fcgi_rs_create_dir_config/merge_dir_config in a pool that
+        // outlives the request; nothing mutates it after configuration.
+        let Some(dir) = (unsafe { req.dir_config().cast::<DirAuthConfig>().as_ref() }) else {
+            return handler::DECLINED;
+        };
+        if dir.server(role).is_none() {
+            return handler::DECLINED;
+        }
+        match state_of(&req) {
+            Some(state) => auth::check(state, &mut req, dir, role),
+            None => {
+                req.log(
+                    Level::Error,
+                    0,
+                    "FastCGI: module not initialised (post_config did not run)",
+                );
+                HTTP_INTERNAL_SERVER_ERROR
+            }
+        }
+    })
 }
 
+/// `check_authn` (FastCgiAuthenticator).
+///
 /// # Safety
 /// Called by httpd with a valid request.
 #[no_mangle]
-pub unsafe extern "C" fn fcgi_rs_check_authz(_r: *mut ffi::request_rec) -> c_int {
-    handler::DECLINED
+pub unsafe extern "C" fn fcgi_rs_check_authn(r: *mut ffi::request_rec) -> c_int {
+    auth_hook(r, AuthRole::Authenticator)
 }
 
+/// `check_authz` (FastCgiAuthorizer).
+///
 /// # Safety
 /// Called by httpd with a valid request.
 #[no_mangle]
-pub unsafe extern "C" fn fcgi_rs_check_access(_r: *mut ffi::request_rec) -> c_int {
-    handler::DECLINED
+pub unsafe extern "C" fn fcgi_rs_check_authz(r: *mut ffi::request_rec) -> c_int {
+    auth_hook(r, AuthRole::Authorizer)
+}
+
+/// `check_access` (FastCgiAccessChecker).
+///
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_check_access(r: *mut ffi::request_rec) -> c_int {
+    auth_hook(r, AuthRole::AccessChecker)
 }
 
 fn cstr_arg<'a>(p: *const c_char) -> Option<&'a str> {
@@ -300,18 +345,44 @@ pub unsafe extern "C" fn fcgi_rs_cmd_take1(
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_rs_cmd_take12(
     cmd: *mut ffi::cmd_parms,
-    _m: *mut c_void,
+    m: *mut c_void,
     a1: *const c_char,
     a2: *const c_char,
 ) -> *const c_char {
-    directive(cmd, |c| directives::take12(c, cstr_arg(a1).unwrap_or(""), cstr_arg(a2)))
+    directive(cmd, |c| {
+        // SAFETY: `m` is this section's DirAuthConfig, created by
+        // fcgi_rs_create_dir_config from the box's own mutable pointer;
+        // configuration reading is single-threaded and nothing else holds
+        // a reference to a section's config while its directives run.
+        let Some(dir) = (unsafe { m.cast::<DirAuthConfig>().as_mut() }) else {
+            return Err(format!("{}: internal error: no per-directory config", c.name()));
+        };
+        let running = running_state(c);
+        directives::take12(c, dir, running, cstr_arg(a1).unwrap_or(""), cstr_arg(a2))
+    })
+}
+
+/// The frozen configuration when a directive is read from an .htaccess
+/// file at request time (None while the main configuration is parsed).
+fn running_state(c: &CmdParms) -> Option<&'static ConfigState> {
+    if c.check_context(ffi::NOT_IN_HTACCESS).is_ok() {
+        return None;
+    }
+    // SAFETY: cmd->server is a valid server_rec with our config vector.
+    state_of_server_config(unsafe { ffi::fcgi_shim_get_server_config(c.server()) })
 }
 
 /// # Safety
 /// Called by httpd for FLAG directives.
 #[no_mangle]
-pub unsafe extern "C" fn fcgi_rs_cmd_flag(cmd: *mut ffi::cmd_parms, _m: *mut c_void, on: c_int) -> *const c_char {
-    directive(cmd, |c| directives::flag(c, on != 0))
+pub unsafe extern "C" fn fcgi_rs_cmd_flag(cmd: *mut ffi::cmd_parms, m: *mut c_void, on: c_int) -> *const c_char {
+    directive(cmd, |c| {
+        // SAFETY: as in fcgi_rs_cmd_take12.
+        let Some(dir) = (unsafe { m.cast::<DirAuthConfig>().as_mut() }) else {
+            return Err(format!("{}: internal error: no per-directory config", c.name()));
+        };
+        directives::flag(c, dir, on != 0)
+    })
 }
 
 #[allow(dead_code)]

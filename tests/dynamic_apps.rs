@@ -765,8 +765,13 @@ fn auto_update_restarts_the_app_when_its_file_is_newer() {
     while now_secs() <= mtime + 1 {
         thread::sleep(Duration::from_millis(100));
     }
-    let (_, a) = probe_ok(&apache, "/dyn/probe.fcgi");
-    let (_, b) = probe_ok(&apache, "/dyn/probe.fcgi");
+    let (ra, a) = probe_ok(&apache, "/dyn/probe.fcgi");
+    let (rb, b) = probe_ok(&apache, "/dyn/probe.fcgi");
+    eprintln!(
+        "after the mtime passed: pid {a} in {:.3} s, pid {b} in {:.3} s",
+        ra.elapsed.as_secs_f64(),
+        rb.elapsed.as_secs_f64()
+    );
     assert_eq!(
         a,
         b,

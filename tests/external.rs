@@ -1040,30 +1040,19 @@ fn config_accepts_aliases_and_every_external_option() {
 }
 
 #[test]
-fn config_unsupported_directives_are_refused_by_name() {
+fn config_every_directive_is_accepted() {
     let exe = probe_binary();
     let exe = exe.display();
-    for (extra, name) in [
-        (
-            format!("<Directory @HTDOCS@>\n    FastCgiAuthenticator {exe}\n</Directory>"),
-            "FastCgiAuthenticator",
-        ),
-        (
-            format!("<Directory @HTDOCS@>\n    FastCgiAuthorizer {exe}\n</Directory>"),
-            "FastCgiAuthorizer",
-        ),
-        (
-            format!("<Directory @HTDOCS@>\n    FastCgiAccessChecker {exe}\n</Directory>"),
-            "FastCgiAccessChecker",
-        ),
-    ] {
-        config_fails(&extra, &[name, "not yet supported"]);
-    }
-    // Supported now (static applications, the wrapper): accepted.
+    // Every directive has its runtime now: accepted.
     for extra in [
         format!("FastCgiServer {exe}"),
         format!("AppClass {exe}"),
         format!("FastCgiWrapper {exe}"),
+        "FastCgiConfig -maxClassProcesses 2".to_string(),
+        format!("<Directory @HTDOCS@>\n    FastCgiAuthenticator {exe}\n</Directory>"),
+        format!("<Directory @HTDOCS@>\n    FastCgiAuthorizer {exe} -compat\n</Directory>"),
+        format!("<Directory @HTDOCS@>\n    FastCgiAccessChecker {exe}\n</Directory>"),
+        "<Location />\n    FastCgiAccessCheckerAuthoritative Off\n</Location>".to_string(),
     ] {
         let (ok, out) = Apache::config_test(&ApacheConf::new().extra(&extra));
         assert!(ok, "{extra} refused:\n{out}");

@@ -187,9 +187,8 @@ pub fn run(
     }
     match res {
         Ok(()) => {
-            if st.unflushed && st.action == HeadAction::Stream {
-                let _ = fe.flush();
-            }
+            // No flush here: the caller ends the response with EOS, which
+            // sends whatever is held together with it.
             Ok(Outcome {
                 head: st.head,
                 action: st.action,

@@ -102,6 +102,22 @@ impl Brigade {
         }
     }
 
+    /// Appends a copy of `data` (small writes are coalesced into heap
+    /// buckets of about 8 KiB, so many small pieces become one write).
+    pub fn write_copy(&mut self, data: &[u8]) -> ffi::apr_status_t {
+        // SAFETY: valid brigade; APR copies `len` bytes from the slice;
+        // with no flush callback it only appends.
+        unsafe {
+            ffi::apr_brigade_write(
+                self.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+                data.as_ptr().cast(),
+                data.len(),
+            )
+        }
+    }
+
     pub fn push_flush(&mut self) {
         // SAFETY: valid allocator and brigade.
         unsafe {

@@ -54,6 +54,18 @@ impl Pool {
     /// lifetime (the `'static` stands for "as long as this pool", which
     /// outlives every hook call that can reach the value).
     pub fn alloc_owned<T: Sync + 'static>(self, value: T) -> &'static T {
+        let raw = self.alloc_owned_raw(value);
+        // SAFETY: the box lives until the pool cleanup runs, which is after
+        // every user of this pool (httpd's pool discipline); only shared
+        // references are handed out.
+        unsafe { &*raw }
+    }
+
+    /// Like [`Pool::alloc_owned`], but returns the box's own (mutable)
+    /// pointer, for values httpd hands back to us for mutation (per-dir
+    /// configs filled in by directive handlers). Whoever dereferences it
+    /// mutably must ensure no other reference is in use at that time.
+    pub fn alloc_owned_raw<T: Sync + 'static>(self, value: T) -> *mut T {
         let raw = Box::into_raw(Box::new(value));
         unsafe extern "C" fn drop_box<T>(data: *mut c_void) -> ffi::apr_status_t {
             // SAFETY: `data` came from Box::into_raw::<T> below and this
@@ -70,10 +82,7 @@ impl Pool {
                 Some(ffi::apr_pool_cleanup_null),
             );
         }
-        // SAFETY: the box lives until the pool cleanup runs, which is after
-        // every user of this pool (httpd's pool discipline); only shared
-        // references are handed out.
-        unsafe { &*raw }
+        raw
     }
 
     /// Reads a pointer stored with [`Pool::userdata_set`].

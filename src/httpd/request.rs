@@ -119,6 +119,66 @@ impl Request {
         unsafe { Table::from_raw(self.r().notes) }.expect("notes")
     }
 
+    /// `r->user`: the authenticated user, once an authentication module
+    /// (or `ap_get_basic_auth_pw`) has set it.
+    pub fn user(&self) -> Option<&[u8]> {
+        // SAFETY: NULL or a NUL-terminated string living with the request.
+        unsafe { opt_cstr(self.r().user) }
+    }
+
+    /// `AuthType` in effect (`ap_auth_type`; NULL without mod_authn_core).
+    pub fn auth_type(&self) -> Option<&[u8]> {
+        // SAFETY: valid request; the result is NULL or a config/pool string
+        // that outlives the request.
+        unsafe { opt_cstr(ffi::ap_auth_type(self.as_ptr())) }
+    }
+
+    /// `AuthName` in effect (`ap_auth_name`).
+    pub fn auth_name(&self) -> Option<&[u8]> {
+        // SAFETY: as for auth_type.
+        unsafe { opt_cstr(ffi::ap_auth_name(self.as_ptr())) }
+    }
+
+    /// `ap_get_basic_auth_pw`: decodes the Basic credentials, setting
+    /// `r->user`; returns the password, or httpd's status when it is not
+    /// OK (DECLINED when AuthType is not Basic, 401 without usable
+    /// credentials, 500 without AuthName).
+    pub fn get_basic_auth_pw(&mut self) -> Result<Vec<u8>, i32> {
+        let mut pw: *const std::os::raw::c_char = std::ptr::null();
+        // SAFETY: valid request and out-pointer; on OK `pw` points to a
+        // request-pool string, copied out at once.
+        let rc = unsafe { ffi::ap_get_basic_auth_pw(self.as_ptr(), &mut pw) };
+        if rc != ffi::OK as i32 {
+            return Err(rc);
+        }
+        // SAFETY: NULL or a NUL-terminated pool string (see above).
+        Ok(unsafe { opt_cstr(pw) }.unwrap_or(b"").to_vec())
+    }
+
+    /// `ap_note_auth_failure`: lets the module of the AuthType add its
+    /// challenge header (e.g. WWW-Authenticate) to the error response.
+    pub fn note_auth_failure(&mut self) {
+        // SAFETY: valid request.
+        unsafe { ffi::ap_note_auth_failure(self.as_ptr()) }
+    }
+
+    /// Whether this is a forward-proxy request (challenge headers are then
+    /// Proxy-Authenticate).
+    pub fn is_proxy_request(&self) -> bool {
+        // httpd.h: `#define PROXYREQ_PROXY 1` (not in the generated bindings).
+        const PROXYREQ_PROXY: i32 = 1;
+        self.r().proxyreq == PROXYREQ_PROXY
+    }
+
+    /// httpd's suexec identity for this request (`SuexecUserGroup`, userdir):
+    /// (uid, gid, is_userdir), or None when httpd provides none.
+    pub fn suexec_identity(&self) -> Option<(u32, u32, bool)> {
+        // SAFETY: valid request; the hook returns NULL or an identity living
+        // in a pool that outlives the request.
+        let id = unsafe { ffi::ap_run_get_suexec_identity(self.as_ptr()).as_ref() }?;
+        Some((id.uid, id.gid, id.userdir != 0))
+    }
+
     /// Whether `Options ExecCGI` is in effect for this request.
     pub fn allows_exec_cgi(&self) -> bool {
         // SAFETY: valid request.
@@ -231,6 +291,10 @@ impl Request {
     /// client sees a truncated response (connection closed, no final chunk)
     /// instead of a second status (legacy bug 8.1 fixed).
     pub fn abort_response(&mut self, bb: &mut Brigade) {
+        // Whatever is held goes out first, on its own: an error bucket in
+        // the same brigade as the first data would make httpd's header
+        // filter send an error page instead of the response that started.
+        let _ = self.pass(bb);
         // SAFETY: request pool is valid.
         unsafe { bb.push_error(ffi::HTTP_BAD_GATEWAY as i32, self.r().pool) };
         bb.push_eos();

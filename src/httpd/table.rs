@@ -72,6 +72,30 @@ impl Table {
         }
     }
 
+    /// A copy of the table (entries copied, strings shared) allocated in
+    /// `pool`, which must live at least as long as the strings in `self`.
+    pub fn copy(&self, pool: super::Pool) -> Table {
+        // SAFETY: valid pool and table; apr_table_copy returns a new
+        // non-NULL table in `pool` (it aborts on allocation failure).
+        let t = unsafe { ffi::apr_table_copy(pool.as_ptr(), self.raw.as_ptr()) };
+        Table {
+            raw: NonNull::new(t).expect("apr_table_copy"),
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        // SAFETY: valid table.
+        unsafe { ffi::apr_table_clear(self.raw.as_ptr()) }
+    }
+
+    /// Makes this table hold exactly the entries of `other`, in order
+    /// (duplicates kept).
+    pub fn replace_with(&self, other: &Table) {
+        self.clear();
+        other.for_each(|k, v| self.add(k, v));
+    }
+
     pub fn as_ptr(&self) -> *mut ffi::apr_table_t {
         self.raw.as_ptr()
     }

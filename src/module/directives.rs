@@ -2,12 +2,11 @@
 //! parser in [`crate::config`], and its error into the message `apache2 -t`
 //! prints.
 //!
-//! Directives whose runtime is not built yet are parsed completely (so a
-//! wrong option is reported precisely) and then refused with a message
-//! naming the directive, never silently accepted.
+//! The per-directory authorizer directives write into the section's
+//! [`DirAuthConfig`], which the entry layer passes in.
 
 use super::ModuleState;
-use crate::config::{self, ConfigState, OsProbe, ParseEnv};
+use crate::config::{self, AuthRole, ConfigState, DirAuthConfig, OsProbe, ParseEnv};
 use crate::httpd::{log, server, CmdParms, Level, Pool};
 use std::sync::MutexGuard;
 
@@ -87,13 +86,6 @@ fn log_warnings(cfg: &mut ConfigState) {
     }
 }
 
-fn not_yet(name: &str, what: &str) -> String {
-    format!(
-        "{name}: not yet supported by this build of mod_fastcgi ({what} is not implemented yet); \
-         remove the directive or use FastCgiExternalServer"
-    )
-}
-
 fn internal(name: &str, id: Option<DirectiveId>) -> String {
     format!("{name}: internal error: unexpected directive id {id:?}")
 }
@@ -143,15 +135,51 @@ pub fn take1(cmd: &CmdParms, arg: &str) -> Result<(), String> {
     }
 }
 
-/// The three authorizer directives (TAKE12).
-pub fn take12(cmd: &CmdParms, path: &str, opt: Option<&str>) -> Result<(), String> {
+/// The three authorizer directives (TAKE12), in `<Directory>`,
+/// `<Location>`, `<Files>` and (with `AllowOverride AuthConfig`) .htaccess
+/// files. `running` is the frozen configuration when the directive comes
+/// from an .htaccess file (read at request time).
+///
+/// In .htaccess files the application must be a defined
+/// `FastCgiServer`/`FastCgiExternalServer`: AuthConfig does not let an
+/// .htaccess author run arbitrary programs, so naming a would-be dynamic
+/// application there is refused (the request fails with 500 and httpd
+/// logs the message).
+pub fn take12(
+    cmd: &CmdParms,
+    dir: &mut DirAuthConfig,
+    running: Option<&ConfigState>,
+    path: &str,
+    opt: Option<&str>,
+) -> Result<(), String> {
     let name = cmd.name();
-    let cfg = state_for(cmd);
-    config::parse_auth(&name, path, opt, &cfg, &OsProbe).map_err(|e| e.to_string())?;
-    Err(not_yet(&name, "the authorizer roles"))
+    let role = AuthRole::from_directive(&name).ok_or_else(|| internal(&name, DirectiveId::from_info(cmd.info())))?;
+    let spec = match running {
+        Some(state) => {
+            let spec = config::parse_auth(&name, path, opt, state, &OsProbe).map_err(|e| e.to_string())?;
+            if state.find_server(&spec.path).is_none() {
+                return Err(format!(
+                    "{name}: in .htaccess files the application must be defined with FastCgiServer or \
+                     FastCgiExternalServer (\"{}\" is not)",
+                    spec.path.display()
+                ));
+            }
+            spec
+        }
+        None => {
+            let cfg = state_for(cmd);
+            config::parse_auth(&name, path, opt, &cfg, &OsProbe).map_err(|e| e.to_string())?
+        }
+    };
+    dir.set_server(role, spec);
+    Ok(())
 }
 
 /// The three `...Authoritative` switches (FLAG).
-pub fn flag(cmd: &CmdParms, _on: bool) -> Result<(), String> {
-    Err(not_yet(&cmd.name(), "the authorizer roles"))
+pub fn flag(cmd: &CmdParms, dir: &mut DirAuthConfig, on: bool) -> Result<(), String> {
+    let name = cmd.name();
+    let role = AuthRole::from_authoritative_directive(&name)
+        .ok_or_else(|| internal(&name, DirectiveId::from_info(cmd.info())))?;
+    dir.set_authoritative(role, on);
+    Ok(())
 }

@@ -48,7 +48,14 @@ struct HttpdFrontend<'a> {
     scratch: Vec<u8>,
     warned_long_stderr: bool,
     dynamic: Option<&'a DynamicCtx>,
+    /// Bytes copied into `out` and not passed yet.
+    pending: usize,
 }
+
+/// Response pieces smaller than this are copied and held (see `body`).
+const COALESCE_BELOW: usize = 8 * 1024;
+/// Held bytes are passed on once they would exceed this.
+const HOLD_AT_MOST: usize = 64 * 1024;
 
 impl Frontend for HttpdFrontend<'_> {
     fn read_body(&mut self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
@@ -78,7 +85,18 @@ impl Frontend for HttpdFrontend<'_> {
     }
 
     fn body(&mut self, data: &[u8]) -> Result<(), ClientGone> {
+        // Small pieces are copied and held, so a small response leaves with
+        // its headers and the final EOS in one write; large ones go down
+        // the filters at once without a copy (transient bucket).
+        if data.len() < COALESCE_BELOW && self.pending + data.len() <= HOLD_AT_MOST {
+            if self.out.write_copy(data) != 0 {
+                return Err(ClientGone);
+            }
+            self.pending += data.len();
+            return Ok(());
+        }
         self.out.push_transient(data);
+        self.pending = 0;
         if self.r.pass(&mut self.out) != 0 || self.r.connection_aborted() {
             return Err(ClientGone);
         }
@@ -87,6 +105,7 @@ impl Frontend for HttpdFrontend<'_> {
 
     fn flush(&mut self) -> Result<(), ClientGone> {
         self.out.push_flush();
+        self.pending = 0;
         if self.r.pass(&mut self.out) != 0 {
             return Err(ClientGone);
         }
@@ -175,7 +194,7 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
 
 /// Tells the process manager something about a dynamic class (legacy
 /// PM-60/61: failures are ignored, and reported once they pile up).
-fn notify(r: &Request, msg: &ReqMsg) {
+pub(crate) fn notify(r: &Request, msg: &ReqMsg) {
     static FAILURES: AtomicU32 = AtomicU32::new(0);
     let sent = match pm::req::encode(msg) {
         Ok(bytes) => crate::httpd::process::retained_pm()
@@ -200,13 +219,22 @@ fn notify(r: &Request, msg: &ReqMsg) {
 fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
     let d = state.dynamic();
     let file = PathBuf::from(std::ffi::OsStr::from_bytes(r.filename().unwrap_or(b"")));
-    // Without a suexec identity the class is keyed "-"/"-" (legacy PM-21).
+    // Without a wrapper, or without a suexec identity, the class is keyed
+    // "-"/"-" and started directly (legacy PM-21/PM-27); with both, the
+    // wrapper gets the identity's user name and the group as a number.
+    let (user, group) = match (state.wrapper_path(), r.suexec_identity()) {
+        (Some(_), Some((uid, gid, userdir))) if uid != 0 || gid != 0 => {
+            let name = crate::config::system_user_by_uid(uid).unwrap_or_else(|| format!("#{uid}"));
+            (if userdir { format!("~{name}") } else { name }, gid.to_string())
+        }
+        _ => ("-".to_string(), "-".to_string()),
+    };
+    let sock = state.dynamic_socket_for(&file, &user, &group);
     let key = ClassKey {
         path: file.clone(),
-        user: "-".into(),
-        group: "-".into(),
+        user,
+        group,
     };
-    let sock = state.dynamic_socket_for(&file, "-", "-");
     match std::fs::metadata(&sock) {
         Err(_) => notify(r, &ReqMsg::Start(key.clone())),
         Ok(sock_meta) if d.auto_update => {
@@ -438,6 +466,7 @@ pub fn serve_with(
         scratch: Vec::new(),
         warned_long_stderr: false,
         dynamic,
+        pending: 0,
     };
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs);
     drop(conn);

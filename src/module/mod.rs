@@ -7,6 +7,7 @@
 //! `post_config` has run.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod directives;
 pub mod env;
 pub mod handler;

@@ -60,7 +60,27 @@ pub struct Refusal {
 /// server's User (403), `Options ExecCGI` (403).
 pub fn check_dynamic(state: &ConfigState, r: &Request) -> Result<(), Refusal> {
     let filename = String::from_utf8_lossy(r.filename().unwrap_or(b"")).into_owned();
-    let meta = match std::fs::metadata(&filename) {
+    check_dynamic_file(state, Path::new(&filename))?;
+    let forced_cgi = r.notes().get(b"alias-forced-type") == Some(b"cgi-script".as_slice());
+    if !r.allows_exec_cgi() && !forced_cgi {
+        return Err(Refusal {
+            status: 403,
+            errno: 0,
+            message: format!(
+                "FastCGI: \"ExecCGI Option\" is off in this directory: {}",
+                String::from_utf8_lossy(r.uri())
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The file checks of RT-14 alone (exists: 404; not a directory and
+/// executable by the server's User: 403), for a would-be dynamic
+/// application named by path (also the authorizer directives, AU-11).
+pub fn check_dynamic_file(state: &ConfigState, file: &Path) -> Result<(), Refusal> {
+    let filename = file.to_string_lossy().into_owned();
+    let meta = match std::fs::metadata(file) {
         Ok(m) => m,
         Err(e) => {
             return Err(Refusal {
@@ -86,17 +106,6 @@ pub fn check_dynamic(state: &ConfigState, r: &Request) -> Result<(), Refusal> {
             status: 403,
             errno: 0,
             message: format!("FastCGI: invalid (dynamic) server \"{filename}\": {reason}"),
-        });
-    }
-    let forced_cgi = r.notes().get(b"alias-forced-type") == Some(b"cgi-script".as_slice());
-    if !r.allows_exec_cgi() && !forced_cgi {
-        return Err(Refusal {
-            status: 403,
-            errno: 0,
-            message: format!(
-                "FastCGI: \"ExecCGI Option\" is off in this directory: {}",
-                String::from_utf8_lossy(r.uri())
-            ),
         });
     }
     Ok(())
