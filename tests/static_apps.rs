@@ -368,6 +368,7 @@ fn probe_ok(apache: &Apache, path: &str) -> i32 {
 }
 
 /// Polls GET `path` until a 200 comes back (each try up to 15 s) or `timeout` passes.
+#[allow(clippy::result_large_err)]
 fn poll_ok(port: u16, path: &str, timeout: Duration) -> Result<Response, Response> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -386,6 +387,7 @@ fn poll_ok(port: u16, path: &str, timeout: Duration) -> Result<Response, Respons
 struct Load {
     stop: Arc<AtomicBool>,
     t0: Instant,
+    #[allow(clippy::type_complexity)]
     handles: Vec<thread::JoinHandle<(usize, Vec<String>, Vec<i32>)>>,
 }
 

@@ -512,6 +512,7 @@ mod tests {
         s.write_all(&out).unwrap();
     }
 
+    #[allow(clippy::result_large_err)]
     fn run_with(
         fake: &mut Fake,
         o: &ExchangeOpts,
