@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{chown, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -58,27 +58,6 @@ fn probe_at(dir: &TestDir, rel: &str) -> PathBuf {
     fs::copy(probe_binary(), &dst).unwrap_or_else(|e| panic!("copy probe to {}: {e}", dst.display()));
     fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod probe");
     dst
-}
-
-/// md5 hex of `data` (through coreutils' md5sum).
-fn md5_hex(data: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run md5sum");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().expect("md5sum output");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// `<ipc>/dynamic/<md5(path + "-" + "-")>` (PM-21, no wrapper).
@@ -120,131 +99,6 @@ fn now_secs() -> u64 {
 // Helpers: processes (as in tests/static_apps.rs)
 // ---------------------------------------------------------------------------------------
 
-/// The fields of /proc/<pid>/stat after the command name: [0] = state, [1] = ppid, ...
-fn stat_fields(pid: i32) -> Vec<String> {
-    let st = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match st.rfind(')') {
-        Some(i) => st[i + 1..].split_whitespace().map(String::from).collect(),
-        None => Vec::new(),
-    }
-}
-
-fn ppid_of(pid: i32) -> i32 {
-    stat_fields(pid).get(1).and_then(|v| v.parse().ok()).unwrap_or(-1)
-}
-
-/// (Uid line, Gid line) of /proc/<pid>/status as number lists.
-fn ids(pid: i32) -> (Vec<u32>, Vec<u32>) {
-    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let nums = |key: &str| -> Vec<u32> {
-        st.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|r| r.split_whitespace().filter_map(|v| v.parse().ok()).collect())
-            .unwrap_or_default()
-    };
-    (nums("Uid:"), nums("Gid:"))
-}
-
-fn assert_www(pid: i32, what: &str) {
-    let (u, g) = ids(pid);
-    assert!(
-        !u.is_empty() && u.iter().all(|&x| x == WWW_UID) && !g.is_empty() && g.iter().all(|&x| x == WWW_GID),
-        "{what} (pid {pid}) should run as www-data (33/33), has Uid {u:?} Gid {g:?}"
-    );
-}
-
-/// The process environment, sorted.
-fn environ(pid: i32) -> Vec<String> {
-    let raw = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let mut v: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|e| !e.is_empty())
-        .map(|e| String::from_utf8_lossy(e).into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn cwd_of(pid: i32) -> PathBuf {
-    fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default()
-}
-
-/// Inode of the socket on fd `fd` of `pid`.
-fn fd_socket_inode(pid: i32, fd: i32) -> Option<u64> {
-    let l = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    let l = l.to_string_lossy();
-    l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-}
-
-/// Inode of the listening unix socket bound at `path` (/proc/net/unix).
-fn unix_listener_inode(path: &Path) -> Option<u64> {
-    let want = s(path);
-    fs::read_to_string("/proc/net/unix")
-        .ok()?
-        .lines()
-        .skip(1)
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() >= 8 && f[7] == want && f[5] == "01" {
-                f[6].parse().ok()
-            } else {
-                None
-            }
-        })
-}
-
-/// `ps` of apache and all its descendants, for assertion messages.
-fn ps_tree(apache: &Apache) -> String {
-    ps_of(&[vec![apache.pid()], apache.descendant_pids()].concat())
-}
-
-fn ps_of(pids: &[i32]) -> String {
-    if pids.is_empty() {
-        return "(no processes)\n".into();
-    }
-    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-    let out = Command::new("ps")
-        .args(["-o", "pid,ppid,pgid,sid,user,stat,etimes,args", "-p", &list.join(",")])
-        .output();
-    match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Err(e) => format!("(ps failed: {e})\n"),
-    }
-}
-
-/// Live children of apache whose command line says `fcgi-pm`.
-fn pm_pids(apache: &Apache) -> Vec<i32> {
-    apache
-        .child_pids()
-        .into_iter()
-        .filter(|&p| pid_cmdline(p).is_some_and(|c| c.contains("fcgi-pm")))
-        .collect()
-}
-
-/// Any live process (anywhere) whose command line has `app` as a word.
-fn all_app_processes(app: &Path) -> Vec<i32> {
-    let want = s(app);
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if pid_alive(p) && pid_cmdline(p).is_some_and(|c| c.split(' ').any(|w| w == want)) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-fn log_tail(apache: &Apache) -> String {
-    let log = apache.error_log();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 fn evidence(apache: &Apache) -> String {
     format!(
         "--- ps ---\n{}--- error_log (tail) ---\n{}",
@@ -267,15 +121,6 @@ fn log_lines(apache: &Apache, needle: &str) -> Vec<String> {
 // Helpers: requests
 // ---------------------------------------------------------------------------------------
 
-fn brief(r: &Response) -> String {
-    let t = r.text();
-    let body: String = t.chars().take(300).collect();
-    format!(
-        "status {} complete={} timed_out={} error={:?} in {:?}\n{}\n--- body ---\n{}",
-        r.status, r.complete, r.timed_out, r.error, r.elapsed, r.raw_head, body
-    )
-}
-
 /// GET with a timeout; a failing connect is a response with status 0.
 fn get_tt(port: u16, path: &str, timeout: Duration) -> Response {
     let raw = build_request("GET", path, port, &[], None);
@@ -293,10 +138,6 @@ fn get_tt(port: u16, path: &str, timeout: Duration) -> Response {
 
 fn get_t(port: u16, path: &str) -> Response {
     get_tt(port, path, Duration::from_secs(15))
-}
-
-fn served_by(r: &Response) -> Option<i32> {
-    r.header("X-Probe-Pid").and_then(|v| v.trim().parse().ok())
 }
 
 /// Asserts a 200 from the probe and returns the response and the serving pid.

@@ -41,30 +41,6 @@ fn ext_socket(name: &str, sock: &Path, opts: &str) -> String {
     )
 }
 
-/// The last lines of Apache's error log, for assertion messages.
-fn log_tail(apache: &Apache) -> String {
-    let log = apache.error_log();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(25)..].join("\n")
-}
-
-/// A one-line summary of a response for assertion messages (bodies can be megabytes).
-fn brief(r: &Response) -> String {
-    let body = if r.body.len() > 400 {
-        format!(
-            "{}... ({} bytes)",
-            String::from_utf8_lossy(&r.body[..400]),
-            r.body.len()
-        )
-    } else {
-        r.text()
-    };
-    format!(
-        "status {} {:?} complete={} error={:?}\n{}\n--- body ---\n{}",
-        r.status, r.reason, r.complete, r.error, r.raw_head, body
-    )
-}
-
 /// Asserts that every name of `expected` is in `names`, in that relative order.
 fn assert_order(names: &[String], expected: &[&str]) {
     let mut last: Option<(usize, &str)> = None;
@@ -84,23 +60,6 @@ fn assert_order(names: &[String], expected: &[&str]) {
 fn install(src: &Path, dst: &Path, mode: u32) {
     fs::copy(src, dst).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", src.display(), dst.display()));
     fs::set_permissions(dst, fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-/// md5 hex of `data` (through coreutils' md5sum).
-fn md5_hex(data: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run md5sum");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().expect("md5sum output");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
 }
 
 /// Uneven chunk sizes adding up to exactly `total`.

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{chown, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -64,44 +63,9 @@ fn seed_app(dir: &TestDir) -> PathBuf {
     dst
 }
 
-/// md5 hex of `data` (through coreutils' md5sum).
-fn md5_hex(data: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run md5sum");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().expect("md5sum output");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
 // ---------------------------------------------------------------------------------------
 // Helpers: processes
 // ---------------------------------------------------------------------------------------
-
-/// The fields of /proc/<pid>/stat after the command name: [0] = state (field 3),
-/// [1] = ppid, [2] = pgrp, [3] = session, ..., [19] = starttime (field 22).
-fn stat_fields(pid: i32) -> Vec<String> {
-    let st = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match st.rfind(')') {
-        Some(i) => st[i + 1..].split_whitespace().map(String::from).collect(),
-        None => Vec::new(),
-    }
-}
-
-fn ppid_of(pid: i32) -> i32 {
-    stat_fields(pid).get(1).and_then(|v| v.parse().ok()).unwrap_or(-1)
-}
 
 fn session_of(pid: i32) -> i32 {
     stat_fields(pid).get(3).and_then(|v| v.parse().ok()).unwrap_or(-1)
@@ -137,26 +101,6 @@ fn age(pid: i32) -> f64 {
     start_time(pid).map(|t| uptime() - t).unwrap_or(0.0)
 }
 
-/// (Uid line, Gid line) of /proc/<pid>/status as number lists.
-fn ids(pid: i32) -> (Vec<u32>, Vec<u32>) {
-    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let nums = |key: &str| -> Vec<u32> {
-        st.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|r| r.split_whitespace().filter_map(|v| v.parse().ok()).collect())
-            .unwrap_or_default()
-    };
-    (nums("Uid:"), nums("Gid:"))
-}
-
-fn assert_www(pid: i32, what: &str) {
-    let (u, g) = ids(pid);
-    assert!(
-        !u.is_empty() && u.iter().all(|&x| x == WWW_UID) && !g.is_empty() && g.iter().all(|&x| x == WWW_GID),
-        "{what} (pid {pid}) should run as www-data (33/33), has Uid {u:?} Gid {g:?}"
-    );
-}
-
 /// Ignored-signal mask of `pid`.
 fn sig_ignored(pid: i32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -165,47 +109,6 @@ fn sig_ignored(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("SigIgn:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0)
-}
-
-/// The process environment, sorted.
-fn environ(pid: i32) -> Vec<String> {
-    let raw = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let mut v: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|e| !e.is_empty())
-        .map(|e| String::from_utf8_lossy(e).into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn cwd_of(pid: i32) -> PathBuf {
-    fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default()
-}
-
-/// Inode of the socket on fd `fd` of `pid`.
-fn fd_socket_inode(pid: i32, fd: i32) -> Option<u64> {
-    let l = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    let l = l.to_string_lossy();
-    l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-}
-
-/// Inode of the listening unix socket bound at `path` (/proc/net/unix).
-fn unix_listener_inode(path: &Path) -> Option<u64> {
-    let want = s(path);
-    fs::read_to_string("/proc/net/unix")
-        .ok()?
-        .lines()
-        .skip(1)
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // Num RefCount Protocol Flags Type St Inode Path; St 01 = listening.
-            if f.len() >= 8 && f[7] == want && f[5] == "01" {
-                f[6].parse().ok()
-            } else {
-                None
-            }
-        })
 }
 
 /// (table, local address hex) of the listening TCP socket with `inode`.
@@ -224,34 +127,6 @@ fn tcp_listener_of_inode(inode: u64) -> Option<(&'static str, String)> {
     None
 }
 
-/// `ps` of apache and all its descendants, for assertion messages.
-fn ps_tree(apache: &Apache) -> String {
-    ps_of(&[vec![apache.pid()], apache.descendant_pids()].concat())
-}
-
-fn ps_of(pids: &[i32]) -> String {
-    if pids.is_empty() {
-        return "(no processes)".into();
-    }
-    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-    let out = Command::new("ps")
-        .args(["-o", "pid,ppid,pgid,sid,user,stat,etimes,args", "-p", &list.join(",")])
-        .output();
-    match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Err(e) => format!("(ps failed: {e})"),
-    }
-}
-
-/// Live children of apache whose command line says `fcgi-pm`.
-fn pm_pids(apache: &Apache) -> Vec<i32> {
-    apache
-        .child_pids()
-        .into_iter()
-        .filter(|&p| pid_cmdline(p).is_some_and(|c| c.contains("fcgi-pm")))
-        .collect()
-}
-
 /// Children of `pm` running `app` (a word of their command line is the path).
 fn app_children(pm: i32, app: &Path) -> Vec<i32> {
     let want = s(app);
@@ -259,31 +134,6 @@ fn app_children(pm: i32, app: &Path) -> Vec<i32> {
         .into_iter()
         .filter(|&p| pid_cmdline(p).is_some_and(|c| c.split(' ').any(|w| w == want)))
         .collect()
-}
-
-/// Any live process (anywhere) running `app`.
-fn all_app_processes(app: &Path) -> Vec<i32> {
-    let want = s(app);
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if pid_alive(p) && pid_cmdline(p).is_some_and(|c| c.split(' ').any(|w| w == want)) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-/// The last lines of the error log.
-fn log_tail(apache: &Apache) -> String {
-    let log = apache.error_log();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn evidence(apache: &Apache) -> String {
@@ -327,15 +177,6 @@ fn kill9(pid: i32) {
 // Helpers: requests
 // ---------------------------------------------------------------------------------------
 
-fn brief(r: &Response) -> String {
-    let t = r.text();
-    let body: String = t.chars().take(300).collect();
-    format!(
-        "status {} complete={} timed_out={} error={:?} in {:?}\n{}\n--- body ---\n{}",
-        r.status, r.complete, r.timed_out, r.error, r.elapsed, r.raw_head, body
-    )
-}
-
 /// GET with a 15 s timeout; a failing connect is a response with status 0.
 fn get_t(port: u16, path: &str) -> Response {
     let raw = build_request("GET", path, port, &[], None);
@@ -349,10 +190,6 @@ fn get_t(port: u16, path: &str) -> Response {
             ..Response::default()
         },
     }
-}
-
-fn served_by(r: &Response) -> Option<i32> {
-    r.header("X-Probe-Pid").and_then(|v| v.trim().parse().ok())
 }
 
 /// Asserts a 200 from the probe and returns the serving pid.

@@ -120,6 +120,58 @@ pub struct ExchangeError {
     pub head: Option<ResponseHead>,
 }
 
+impl ExchangeError {
+    /// The HTTP status, errno and the one error-log line for this failure
+    /// (legacy texts, reference 5.10), for the application at `app` talked
+    /// to with idle timeout `idle`.
+    pub fn report(&self, app: &str, idle: Duration) -> (i32, i32, String) {
+        let comm = format!("FastCGI: comm with server \"{app}\" aborted");
+        let errno = |e: &io::Error| e.raw_os_error().unwrap_or(0);
+        match &self.failure {
+            Failure::IdleTimeout => (500, 0, format!("{comm}: idle timeout ({} sec)", idle.as_secs())),
+            Failure::Read(e) => (500, errno(e), format!("{comm}: read failed")),
+            Failure::Write(e) => (500, errno(e), format!("{comm}: write failed")),
+            Failure::Protocol(e) => (500, 0, format!("{comm}: protocol error: {e}")),
+            Failure::Header(e) => {
+                let status = if matches!(e, HeaderError::TooLarge { .. }) {
+                    502
+                } else {
+                    500
+                };
+                (status, 0, format!("{comm}: error parsing headers: {e}"))
+            }
+            Failure::Status(ProtocolStatus::Overloaded) => (
+                503,
+                0,
+                format!("{comm}: the application is overloaded (FCGI_OVERLOADED)"),
+            ),
+            Failure::Status(s) => (
+                500,
+                0,
+                format!(
+                    "{comm}: protocol error: invalid FCGI_END_REQUEST status: {} != FCGI_REQUEST_COMPLETE(0)",
+                    s.as_u8()
+                ),
+            ),
+            Failure::Incomplete => (
+                500,
+                0,
+                format!(
+                    "FastCGI: incomplete headers ({} bytes) received from server \"{app}\"",
+                    self.header_bytes
+                ),
+            ),
+            Failure::Truncated => (
+                500,
+                0,
+                format!("{comm}: the application closed the connection before FCGI_END_REQUEST"),
+            ),
+            Failure::ClientBody(s) => (*s, 0, format!("{comm}: reading the request body failed")),
+            Failure::ClientGone => (500, 0, format!("{comm}: the client went away")),
+        }
+    }
+}
+
 /// Reusable buffers (one set per worker thread would do; per request is
 /// fine: they are only allocated once per exchange).
 pub struct Buffers {

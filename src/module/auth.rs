@@ -30,7 +30,7 @@ use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Level, Request, Table};
 use crate::pm::req::{ClassKey, ReqMsg};
-use crate::proto::{ProtocolStatus, Role};
+use crate::proto::Role;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -469,51 +469,10 @@ fn run(
             ..
         }) => Ok(head),
         Err(err) => {
-            let (status, errno, msg) = failure_line(app, idle, &err);
+            let (status, errno, msg) = err.report(app, idle);
             r.log(Level::Error, errno, &msg);
             Err(status)
         }
-    }
-}
-
-/// Status, errno and log line of a failed exchange (as the responder's,
-/// reference 5.10).
-fn failure_line(app: &str, idle: Duration, err: &ExchangeError) -> (i32, i32, String) {
-    let comm = format!("FastCGI: comm with server \"{app}\" aborted");
-    match &err.failure {
-        Failure::IdleTimeout => (500, 0, format!("{comm}: idle timeout ({} sec)", idle.as_secs())),
-        Failure::Read(e) => (500, e.raw_os_error().unwrap_or(0), format!("{comm}: read failed")),
-        Failure::Write(e) => (500, e.raw_os_error().unwrap_or(0), format!("{comm}: write failed")),
-        Failure::Protocol(e) => (500, 0, format!("{comm}: protocol error: {e}")),
-        Failure::Header(e) => (500, 0, format!("{comm}: error parsing headers: {e}")),
-        Failure::Status(ProtocolStatus::Overloaded) => (
-            503,
-            0,
-            format!("{comm}: the application is overloaded (FCGI_OVERLOADED)"),
-        ),
-        Failure::Status(s) => (
-            500,
-            0,
-            format!(
-                "{comm}: protocol error: invalid FCGI_END_REQUEST status: {} != FCGI_REQUEST_COMPLETE(0)",
-                s.as_u8()
-            ),
-        ),
-        Failure::Incomplete => (
-            500,
-            0,
-            format!(
-                "FastCGI: incomplete headers ({} bytes) received from server \"{app}\"",
-                err.header_bytes
-            ),
-        ),
-        Failure::Truncated => (
-            500,
-            0,
-            format!("{comm}: the application closed the connection before FCGI_END_REQUEST"),
-        ),
-        Failure::ClientBody(s) => (*s, 0, format!("{comm}: reading the request body failed")),
-        Failure::ClientGone => (500, 0, format!("{comm}: the client went away")),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::gateway::spool::Spool;
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
 use crate::pm::{self, req::ClassKey, req::ReqMsg};
-use crate::proto::{ProtocolStatus, Role};
+use crate::proto::Role;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -515,8 +515,7 @@ pub fn serve_with(
 
 /// Maps an exchange failure to a status and one log line.
 fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exchange::ExchangeError) -> i32 {
-    let comm = format!("FastCGI: comm with server \"{app}\" aborted");
-    let (status, errno, msg) = match &err.failure {
+    match &err.failure {
         Failure::ClientGone => {
             r.log(
                 Level::Info,
@@ -526,59 +525,20 @@ fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exch
             return OK;
         }
         Failure::ClientBody(status) => return *status,
-        Failure::IdleTimeout => (500, 0, format!("{comm}: idle timeout ({} sec)", idle.as_secs())),
-        Failure::Read(e) => (500, e.raw_os_error().unwrap_or(0), format!("{comm}: read failed")),
-        Failure::Write(e) => (500, e.raw_os_error().unwrap_or(0), format!("{comm}: write failed")),
-        Failure::Protocol(e) => (500, 0, format!("{comm}: protocol error: {e}")),
-        Failure::Header(e) => {
-            let status = if matches!(e, crate::cgi::HeaderError::TooLarge { .. }) {
-                502
-            } else {
-                500
-            };
-            (status, 0, format!("{comm}: error parsing headers: {e}"))
-        }
-        Failure::Status(ProtocolStatus::Overloaded) => (
-            503,
-            0,
-            format!("{comm}: the application is overloaded (FCGI_OVERLOADED)"),
-        ),
-        Failure::Status(s) => (
-            500,
-            0,
-            format!(
-                "{comm}: protocol error: invalid FCGI_END_REQUEST status: {} != FCGI_REQUEST_COMPLETE(0)",
-                s.as_u8()
-            ),
-        ),
-        Failure::Incomplete => (
-            500,
-            0,
-            format!(
-                "FastCGI: incomplete headers ({} bytes) received from server \"{app}\"",
-                err.header_bytes
-            ),
-        ),
-        Failure::Truncated => {
-            if err.head.as_ref().and_then(redirect_kind).is_some() {
-                // The body of a redirect is discarded anyway.
-                return match err.head.as_ref().and_then(redirect_kind) {
-                    Some(Redirect::Internal(path)) => {
-                        r.discard_body();
-                        r.make_get();
-                        r.internal_redirect_handler(path);
-                        OK
-                    }
-                    _ => 302,
-                };
+        // The body of a redirect is discarded anyway.
+        Failure::Truncated => match err.head.as_ref().and_then(redirect_kind) {
+            Some(Redirect::Internal(path)) => {
+                r.discard_body();
+                r.make_get();
+                r.internal_redirect_handler(path);
+                return OK;
             }
-            (
-                500,
-                0,
-                format!("{comm}: the application closed the connection before FCGI_END_REQUEST"),
-            )
-        }
-    };
+            Some(Redirect::External(_)) => return 302,
+            None => {}
+        },
+        _ => {}
+    }
+    let (status, errno, msg) = err.report(app, idle);
     if err.body_started {
         r.log(
             Level::Error,

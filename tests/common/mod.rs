@@ -15,6 +15,10 @@
 //! several tests.
 #![allow(dead_code)]
 
+pub mod procfs;
+#[allow(unused_imports)]
+pub use procfs::*;
+
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
