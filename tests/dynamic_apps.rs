@@ -40,26 +40,6 @@ fn dyn_dir(rel: &str) -> String {
     format!("<Directory @HTDOCS@/{rel}>\n    Options +ExecCGI\n    SetHandler fastcgi-script\n</Directory>")
 }
 
-fn conf_in(dir: &TestDir, extra: &str) -> ApacheConf {
-    ApacheConf::new().root(dir.path()).extra(extra)
-}
-
-fn start_in(dir: &TestDir, extra: &str) -> Apache {
-    Apache::start(&conf_in(dir, extra))
-}
-
-/// Copies the probe binary to `<dir>/htdocs/<rel>` (mode 0755); returns the path.
-fn probe_at(dir: &TestDir, rel: &str) -> PathBuf {
-    let dst = dir.join("htdocs").join(rel);
-    if let Some(p) = dst.parent() {
-        fs::create_dir_all(p).expect("mkdir");
-        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o755));
-    }
-    fs::copy(probe_binary(), &dst).unwrap_or_else(|e| panic!("copy probe to {}: {e}", dst.display()));
-    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod probe");
-    dst
-}
-
 /// `<ipc>/dynamic/<md5(path + "-" + "-")>` (PM-21, no wrapper).
 fn dyn_socket(dir: &TestDir, app: &Path) -> PathBuf {
     dir.join("ipc/dynamic")

@@ -29,27 +29,6 @@ use std::time::{Duration, Instant};
 // Helpers: files and configuration
 // ---------------------------------------------------------------------------------------
 
-/// Apache with ServerRoot = `dir` (htdocs = `<dir>/htdocs`) and `extra` configuration.
-fn conf_in(dir: &TestDir, extra: &str) -> ApacheConf {
-    ApacheConf::new().root(dir.path()).extra(extra)
-}
-
-fn start_in(dir: &TestDir, extra: &str) -> Apache {
-    Apache::start(&conf_in(dir, extra))
-}
-
-/// Copies the probe binary to `<dir>/htdocs/<rel>` (mode 0755); returns the path.
-fn probe_at(dir: &TestDir, rel: &str) -> PathBuf {
-    let dst = dir.join("htdocs").join(rel);
-    if let Some(p) = dst.parent() {
-        fs::create_dir_all(p).expect("mkdir");
-        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o755));
-    }
-    fs::copy(probe_binary(), &dst).unwrap_or_else(|e| panic!("copy probe to {}: {e}", dst.display()));
-    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod probe");
-    dst
-}
-
 /// The seed guide's app.py (conf-examples/app.py) as `<dir>/htdocs/app.py`, 0755,
 /// owned by www-data (as the guide says).
 fn seed_app(dir: &TestDir) -> PathBuf {

@@ -138,11 +138,7 @@ fn encode_class(c: &ClassSpec, out: &mut Vec<u8>) {
     ] {
         put_u32(out, v);
     }
-    put_len(out, c.initial_env.len());
-    for (k, v) in &c.initial_env {
-        put_bytes(out, k.as_bytes());
-        put_bytes(out, v.as_bytes());
-    }
+    put_env(out, &c.initial_env);
     out.extend_from_slice(&c.app_mtime.to_be_bytes());
     match &c.wrapper {
         None => out.push(0),
@@ -178,11 +174,7 @@ fn encode_dynamic(d: &DynamicSpec, out: &mut Vec<u8>) {
     }
     out.push(d.restart as u8);
     out.push(d.auto_update as u8);
-    put_len(out, d.initial_env.len());
-    for (k, v) in &d.initial_env {
-        put_bytes(out, k.as_bytes());
-        put_bytes(out, v.as_bytes());
-    }
+    put_env(out, &d.initial_env);
     match &d.wrapper {
         None => out.push(0),
         Some(w) => {
@@ -195,6 +187,14 @@ fn encode_dynamic(d: &DynamicSpec, out: &mut Vec<u8>) {
 /// Lengths are `u32` on the wire; anything longer cannot come from a real configuration.
 fn put_len_value(n: usize) -> u32 {
     u32::try_from(n).expect("control message field longer than 4 GiB")
+}
+
+fn put_env(out: &mut Vec<u8>, env: &[(String, String)]) {
+    put_len(out, env.len());
+    for (k, v) in env {
+        put_bytes(out, k.as_bytes());
+        put_bytes(out, v.as_bytes());
+    }
 }
 
 fn put_len(out: &mut Vec<u8>, n: usize) {
@@ -220,6 +220,19 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// An environment list (count, then name/value pairs); `what` labels
+    /// the count, the names and the values in errors.
+    fn env(&mut self, what: [&'static str; 3]) -> Result<Vec<(String, String)>, MsgError> {
+        let n = self.count(8, what[0])?;
+        let mut env = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = self.string(what[1])?;
+            let v = self.string(what[2])?;
+            env.push((k, v));
+        }
+        Ok(env)
+    }
+
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], MsgError> {
         if self.buf.len() < n {
             return Err(MsgError::Truncated(what));
@@ -353,13 +366,11 @@ fn decode_dynamic(c: &mut Cursor<'_>) -> Result<DynamicSpec, MsgError> {
     let priority = c.u32("dynamic priority")?;
     let restart = c.bool("restart")?;
     let auto_update = c.bool("autoUpdate")?;
-    let n = c.count(8, "dynamic initial_env")?;
-    let mut initial_env = Vec::with_capacity(n);
-    for _ in 0..n {
-        let k = c.string("dynamic initial_env name")?;
-        let v = c.string("dynamic initial_env value")?;
-        initial_env.push((k, v));
-    }
+    let initial_env = c.env([
+        "dynamic initial_env",
+        "dynamic initial_env name",
+        "dynamic initial_env value",
+    ])?;
     let wrapper = match c.bool("dynamic wrapper flag")? {
         false => None,
         true => Some(c.path("dynamic wrapper path")?),
@@ -411,13 +422,7 @@ fn decode_class(c: &mut Cursor<'_>) -> Result<ClassSpec, MsgError> {
     let min_server_life = c.u32("min_server_life")?;
     let priority = c.u32("priority")?;
     let listen_queue_depth = c.u32("listen_queue_depth")?;
-    let n = c.count(8, "initial_env")?;
-    let mut initial_env = Vec::with_capacity(n);
-    for _ in 0..n {
-        let k = c.string("initial_env name")?;
-        let v = c.string("initial_env value")?;
-        initial_env.push((k, v));
-    }
+    let initial_env = c.env(["initial_env", "initial_env name", "initial_env value"])?;
     let app_mtime = c.i64("app_mtime")?;
     let wrapper = match c.u8("wrapper flag")? {
         0 => None,

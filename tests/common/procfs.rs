@@ -1,4 +1,4 @@
-//! /proc and process helpers shared by the integration tests that look at the
+//! Helpers shared by the integration tests that start applications and look at the
 //! processes the module starts (static, dynamic and authorizer applications).
 #![allow(dead_code)]
 
@@ -167,4 +167,25 @@ pub fn brief(r: &Response) -> String {
 
 pub fn served_by(r: &Response) -> Option<i32> {
     r.header("X-Probe-Pid").and_then(|v| v.trim().parse().ok())
+}
+
+/// Apache with ServerRoot = `dir` (htdocs = `<dir>/htdocs`) and `extra` configuration.
+pub fn conf_in(dir: &TestDir, extra: &str) -> ApacheConf {
+    ApacheConf::new().root(dir.path()).extra(extra)
+}
+
+pub fn start_in(dir: &TestDir, extra: &str) -> Apache {
+    Apache::start(&conf_in(dir, extra))
+}
+
+/// Copies the probe binary to `<dir>/htdocs/<rel>` (mode 0755); returns the path.
+pub fn probe_at(dir: &TestDir, rel: &str) -> PathBuf {
+    let dst = dir.join("htdocs").join(rel);
+    if let Some(p) = dst.parent() {
+        fs::create_dir_all(p).expect("mkdir");
+        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o755));
+    }
+    fs::copy(probe_binary(), &dst).unwrap_or_else(|e| panic!("copy probe to {}: {e}", dst.display()));
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod probe");
+    dst
 }
