@@ -512,7 +512,13 @@ fn killed_instance_is_restarted_after_restart_delay() {
     let t0 = Instant::now();
     kill9(a_old);
     kill9(b_old);
-    // The request queues on the socket the PM keeps and is served by the replacement.
+    // SIGKILL is asynchronous: a connection the dying process had already accepted would
+    // be reset. Once it is gone, a request queues on the socket the PM keeps and is
+    // served by the replacement.
+    assert!(
+        wait_until(Duration::from_secs(2), || !pid_alive(a_old)),
+        "pid {a_old} survived SIGKILL"
+    );
     let r = get_t(apache.port(), "/a.fcgi");
     let served = t0.elapsed();
     assert!(

@@ -272,14 +272,20 @@ fn drive(
     loop {
         let mut progressed = false;
 
-        // 1. Refill the outgoing buffer from the client body.
-        if st.out_pos == bufs.out.len() && !st.body_done && st.write_failed.is_none() {
-            bufs.out.clear();
-            st.out_pos = 0;
+        // 1. Refill the outgoing buffer from the client body — also before
+        // the first write, so BEGIN_REQUEST, PARAMS and the start of STDIN
+        // (all of it for a GET) leave in one write and wake the application
+        // once.
+        let pending = bufs.out.len() - st.out_pos;
+        if pending < IO_CHUNK && !st.body_done && st.write_failed.is_none() {
+            if pending == 0 {
+                bufs.out.clear();
+                st.out_pos = 0;
+            }
             let out = &mut bufs.out;
             let id = opts.request_id;
             let eos = fe
-                .read_body(IO_CHUNK, &mut |data| {
+                .read_body(IO_CHUNK - pending, &mut |data| {
                     proto::encode_stream(out, RecordType::Stdin, id, data)
                 })
                 .map_err(Failure::ClientBody)?;
