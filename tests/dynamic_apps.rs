@@ -79,14 +79,6 @@ fn now_secs() -> u64 {
 // Helpers: processes (as in tests/static_apps.rs)
 // ---------------------------------------------------------------------------------------
 
-fn evidence(apache: &Apache) -> String {
-    format!(
-        "--- ps ---\n{}--- error_log (tail) ---\n{}",
-        ps_tree(apache),
-        log_tail(apache)
-    )
-}
-
 /// Error-log lines containing `needle`.
 fn log_lines(apache: &Apache, needle: &str) -> Vec<String> {
     apache

@@ -115,14 +115,6 @@ fn app_children(pm: i32, app: &Path) -> Vec<i32> {
         .collect()
 }
 
-fn evidence(apache: &Apache) -> String {
-    format!(
-        "--- ps ---\n{}--- error_log (tail) ---\n{}",
-        ps_tree(apache),
-        log_tail(apache)
-    )
-}
-
 /// Waits until exactly one PM runs with exactly `n` children running `app`, none of them
 /// in `not`; returns (pm, sorted pids).  Panics with ps and the log on timeout.
 fn wait_class(apache: &Apache, app: &Path, n: usize, not: &[i32], timeout: Duration) -> (i32, Vec<i32>) {

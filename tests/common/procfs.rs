@@ -189,3 +189,11 @@ pub fn probe_at(dir: &TestDir, rel: &str) -> PathBuf {
     fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod probe");
     dst
 }
+
+pub fn evidence(apache: &Apache) -> String {
+    format!(
+        "--- ps ---\n{}--- error_log (tail) ---\n{}",
+        ps_tree(apache),
+        log_tail(apache)
+    )
+}
