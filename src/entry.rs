@@ -166,8 +166,13 @@ pub unsafe extern "C" fn fcgi_rs_post_config(
 /// # Safety
 /// Called by httpd.
 #[no_mangle]
-pub unsafe extern "C" fn fcgi_rs_child_init(_p: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
-    guarded("child_init", (), supervisor::child_init)
+pub unsafe extern "C" fn fcgi_rs_child_init(p: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
+    guarded("child_init", (), || {
+        // SAFETY: httpd passes the child's pool.
+        if let Some(pchild) = unsafe { Pool::from_raw(p) } {
+            supervisor::child_init(pchild)
+        }
+    })
 }
 
 /// httpd's other-child notification for the process manager.

@@ -185,6 +185,11 @@ pub struct ConnOptions {
     /// `-user` / `-group` exactly as written (only used with a wrapper).
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `-keep-conn N` (new): at most N connections to the application kept
+    /// open for reuse across all of Apache; 0 turns reuse off. `None`: the
+    /// default (static: `-processes`; external: what the application answers
+    /// to FCGI_GET_VALUES FCGI_MAX_CONNS).
+    pub keep_conn: Option<u32>,
 }
 
 impl Default for ConnOptions {
@@ -197,12 +202,13 @@ impl Default for ConnOptions {
             nph: false,
             user: None,
             group: None,
+            keep_conn: None,
         }
     }
 }
 
 /// Where an external server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AppAddr {
     Unix(PathBuf),
     Tcp(SocketAddr),
@@ -260,6 +266,20 @@ pub struct StaticServer {
 }
 
 impl StaticServer {
+    /// Where a request connects to: the socket, or the TCP address — on
+    /// loopback when the server listens on all interfaces.
+    pub fn connect_addr(&self) -> AppAddr {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        match &self.listen {
+            StaticListen::Unix(p) => AppAddr::Unix(p.clone()),
+            StaticListen::Tcp(a) => AppAddr::Tcp(match a.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
+                IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
+                _ => *a,
+            }),
+        }
+    }
+
     /// See [`StaticListen::binds_all_interfaces`].
     pub fn binds_all_interfaces(&self) -> bool {
         self.listen.binds_all_interfaces()
@@ -467,6 +487,7 @@ fn conn_option(
         }
         "-user" => text(words).map(|v| opts.user = Some(v)),
         "-group" => text(words).map(|v| opts.group = Some(v)),
+        "-keep-conn" => values::unsigned(&value(words), 0).map(|v| opts.keep_conn = Some(v)),
         _ => return None,
     };
     Some(r)

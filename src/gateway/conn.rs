@@ -161,6 +161,12 @@ impl AppConn {
         }
     }
 
+    /// For a pooled, idle connection: `false` when the application closed it
+    /// (or sent something unasked), so it must not be reused.
+    pub fn is_idle_alive(&self) -> bool {
+        matches!(poll_one(&self.stream, PollFlags::POLLIN, Duration::ZERO), Ok(None))
+    }
+
     /// Half-closes the write side (nothing more will be sent).
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);

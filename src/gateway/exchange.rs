@@ -54,8 +54,11 @@ pub trait Frontend {
     fn stderr(&mut self, event: StderrEvent<'_>);
     /// The application has not answered for `ExchangeOpts::nudge_after`
     /// (dynamic applications: ask the process manager for another process,
-    /// legacy PM-62).
-    fn nudge(&mut self) {}
+    /// legacy PM-62; kept connections: ask for one to be released). Returns
+    /// whether to nudge again after another `nudge_after`.
+    fn nudge(&mut self) -> bool {
+        false
+    }
 }
 
 /// Per-exchange settings.
@@ -71,6 +74,10 @@ pub struct ExchangeOpts {
     /// Call [`Frontend::nudge`] each time this long passes without a first
     /// response byte.
     pub nudge_after: Option<Duration>,
+    /// The connection was kept from an earlier request: if the application
+    /// turns out to have closed it, the request may be sent again (once) on
+    /// a connection from the `retry` argument of [`run`].
+    pub reused: bool,
 }
 
 /// How the exchange ended, when it ended well.
@@ -88,6 +95,12 @@ pub struct Outcome {
     /// When the first byte came from the application (queue time ends, legacy
     /// PM-54).
     pub first_byte: Option<std::time::Instant>,
+    /// The connection may carry another request: END_REQUEST came, the whole
+    /// request was sent and nothing followed.
+    pub reusable: bool,
+    /// The request was sent again on a new connection (see
+    /// [`ExchangeOpts::reused`]).
+    pub retried: bool,
 }
 
 /// Why an exchange failed. `header_bytes` is what legacy logs as
@@ -172,18 +185,50 @@ impl ExchangeError {
     }
 }
 
-/// Reusable buffers (one set per worker thread would do; per request is
-/// fine: they are only allocated once per exchange).
+/// Room for record headers and padding in `out` beyond IO_CHUNK of STDIN
+/// data (one header per piece the input filters hand over).
+const OUT_SLACK: usize = 4096;
+
+/// The two 64 KiB buffers of an exchange. They are recycled through a
+/// process-wide list instead of being freed: allocated and freed per request
+/// in httpd's worker threads they land in glibc's per-thread malloc arenas
+/// (up to 8 × cores per process), each of which keeps the freed memory — every
+/// httpd child then retained several MiB more than mod_proxy_fcgi.
 pub struct Buffers {
     pub out: Vec<u8>,
     pub input: Vec<u8>,
 }
 
+/// At most this many spare sets are kept per process (about 2.2 MiB).
+const SPARE_MAX: usize = 16;
+static SPARE: std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+
 impl Default for Buffers {
     fn default() -> Self {
+        if let Some((out, input)) = SPARE.lock().ok().and_then(|mut s| s.pop()) {
+            return Buffers { out, input };
+        }
         Buffers {
-            out: Vec::with_capacity(IO_CHUNK + 64),
+            out: Vec::with_capacity(IO_CHUNK + OUT_SLACK),
             input: vec![0u8; IO_CHUNK],
+        }
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        // Only the standard sizes go back (a large PARAMS stream may have
+        // grown `out`).
+        if self.out.capacity() != IO_CHUNK + OUT_SLACK || self.input.len() != IO_CHUNK {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let input = std::mem::take(&mut self.input);
+        if let Ok(mut s) = SPARE.lock() {
+            if s.len() < SPARE_MAX {
+                s.push((out, input));
+            }
         }
     }
 }
@@ -203,34 +248,87 @@ struct State {
     body_bytes_out: u64,
     ended: Option<u32>,
     first_byte: Option<std::time::Instant>,
+    /// Request body bytes taken from the client.
+    stdin_bytes: u64,
+    /// `bufs.out` was emptied at least once (the request can no longer be
+    /// replayed from it).
+    out_cleared: bool,
+    /// Bytes followed END_REQUEST.
+    trailing: bool,
+}
+
+impl State {
+    fn new(opts: &ExchangeOpts) -> State {
+        State {
+            out_pos: 0,
+            body_done: false,
+            body_unsent: false,
+            write_failed: None,
+            decoder: Decoder::new(opts.request_id),
+            scanner: opts.parse_headers.then(|| HeaderScanner::new(opts.max_header_bytes)),
+            head: None,
+            action: HeadAction::Stream,
+            stderr: StderrLines::new(),
+            unflushed: false,
+            body_started: false,
+            body_bytes_out: 0,
+            ended: None,
+            first_byte: None,
+            stdin_bytes: 0,
+            out_cleared: false,
+            trailing: false,
+        }
+    }
+
+    /// Whether a failure on a kept connection shows that the application had
+    /// closed it before taking the request: nothing came back, the whole
+    /// request is still in hand, and either the application refused or
+    /// discarded our bytes unread (EPIPE/ECONNRESET), or it closed quietly
+    /// and the request had no body (a request with a body is not sent twice).
+    fn stale_connection(&self, failure: &Failure) -> bool {
+        let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET));
+        self.first_byte.is_none()
+            && !self.out_cleared
+            && match failure {
+                Failure::Write(e) | Failure::Read(e) => refused(e),
+                Failure::Incomplete => self.stdin_bytes == 0,
+                _ => false,
+            }
+    }
 }
 
 /// Runs the exchange. `bufs.out` must already hold BEGIN_REQUEST and the
-/// complete PARAMS stream.
+/// complete PARAMS stream. With `opts.reused`, a connection the application
+/// had already closed is replaced once by `retry` and the request sent again.
 #[allow(clippy::result_large_err)] // once per request; boxing buys nothing
 pub fn run(
     conn: &mut AppConn,
     fe: &mut dyn Frontend,
     opts: &ExchangeOpts,
     bufs: &mut Buffers,
+    retry: Option<&mut dyn FnMut() -> Option<AppConn>>,
 ) -> Result<Outcome, ExchangeError> {
-    let mut st = State {
-        out_pos: 0,
-        body_done: false,
-        body_unsent: false,
-        write_failed: None,
-        decoder: Decoder::new(opts.request_id),
-        scanner: opts.parse_headers.then(|| HeaderScanner::new(opts.max_header_bytes)),
-        head: None,
-        action: HeadAction::Stream,
-        stderr: StderrLines::new(),
-        unflushed: false,
-        body_started: false,
-        body_bytes_out: 0,
-        ended: None,
-        first_byte: None,
+    let mut retry = if opts.reused { retry } else { None };
+    let mut st = State::new(opts);
+    let mut retried = false;
+    let res = loop {
+        let res = drive(conn, fe, opts, bufs, &mut st);
+        if let Err(f) = &res {
+            if st.stale_connection(f) {
+                if let Some(fresh) = retry.take().and_then(|r| r()) {
+                    *conn = fresh;
+                    retried = true;
+                    let body_done = st.body_done;
+                    let stdin_bytes = st.stdin_bytes;
+                    st = State::new(opts);
+                    st.body_done = body_done;
+                    st.stdin_bytes = stdin_bytes;
+                    continue;
+                }
+            }
+        }
+        break res;
     };
-    let res = drive(conn, fe, opts, bufs, &mut st);
     if let Some(tail) = st.stderr.finish() {
         fe.stderr(StderrEvent::Line {
             text: tail,
@@ -249,6 +347,13 @@ pub fn run(
                 body_unsent: st.body_unsent || !st.body_done,
                 body_bytes_out: st.body_bytes_out,
                 first_byte: st.first_byte,
+                reusable: st.ended.is_some()
+                    && !st.trailing
+                    && st.body_done
+                    && !st.body_unsent
+                    && st.write_failed.is_none()
+                    && st.out_pos == bufs.out.len(),
+                retried,
             })
         }
         Err(failure) => Err(ExchangeError {
@@ -278,14 +383,22 @@ fn drive(
         // once.
         let pending = bufs.out.len() - st.out_pos;
         if pending < IO_CHUNK && !st.body_done && st.write_failed.is_none() {
-            if pending == 0 {
+            if pending == 0 && st.out_pos > 0 {
                 bufs.out.clear();
                 st.out_pos = 0;
+                st.out_cleared = true;
+            } else if st.out_pos > 0 {
+                // Keep `out` within IO_CHUNK + OUT_SLACK (no regrowth).
+                bufs.out.drain(..st.out_pos);
+                st.out_pos = 0;
+                st.out_cleared = true;
             }
             let out = &mut bufs.out;
             let id = opts.request_id;
+            let stdin_bytes = &mut st.stdin_bytes;
             let eos = fe
                 .read_body(IO_CHUNK - pending, &mut |data| {
+                    *stdin_bytes += data.len() as u64;
                     proto::encode_stream(out, RecordType::Stdin, id, data)
                 })
                 .map_err(Failure::ClientBody)?;
@@ -360,8 +473,11 @@ fn drive(
         if let Some(due) = next_nudge {
             let now = std::time::Instant::now();
             if due <= now {
-                fe.nudge();
-                next_nudge = opts.nudge_after.map(|d| now + d);
+                next_nudge = if fe.nudge() {
+                    opts.nudge_after.map(|d| now + d)
+                } else {
+                    None
+                };
                 continue;
             }
             wait_for = wait_for.min(due - now);
@@ -415,6 +531,7 @@ fn handle_input(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, mut 
                     return Err(Failure::Incomplete);
                 }
                 st.ended = Some(app_status);
+                st.trailing = !data.is_empty();
                 return Ok(true);
             }
             Some(_) => {}
@@ -534,6 +651,7 @@ mod tests {
             parse_headers: true,
             max_header_bytes: 64 * 1024,
             nudge_after: None,
+            reused: false,
         }
     }
 
@@ -582,10 +700,208 @@ mod tests {
         let mut bufs = Buffers::default();
         proto::encode_begin_request(&mut bufs.out, 1, proto::Role::Responder, false);
         proto::encode_params(&mut bufs.out, 1, [(b"A".as_slice(), b"1".as_slice())]).unwrap();
-        let r = run(&mut conn, fake, o, &mut bufs);
+        let r = run(&mut conn, fake, o, &mut bufs, None);
         drop(conn);
         t.join().unwrap();
         r
+    }
+
+    fn request_bufs() -> Buffers {
+        let mut bufs = Buffers::default();
+        proto::encode_begin_request(&mut bufs.out, 1, proto::Role::Responder, true);
+        proto::encode_params(&mut bufs.out, 1, [(b"A".as_slice(), b"1".as_slice())]).unwrap();
+        bufs
+    }
+
+    #[test]
+    fn kept_connection_carries_several_requests() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let t = thread::spawn(move || {
+            for i in 0..3 {
+                let (_p, stdin) = read_request(&mut theirs);
+                respond(
+                    &mut theirs,
+                    format!("Content-Type: text/plain\r\n\r\n{i}:{}", stdin.len()).as_bytes(),
+                );
+            }
+        });
+        let mut conn = AppConn::from_stream(ours).unwrap();
+        for i in 0..3 {
+            let mut fake = Fake {
+                body: body(i * 70_000),
+                piece: 30_000,
+                ..Default::default()
+            };
+            let o = ExchangeOpts {
+                reused: i > 0,
+                ..opts()
+            };
+            let r = run(&mut conn, &mut fake, &o, &mut request_bufs(), None).unwrap();
+            assert!(r.reusable && !r.retried, "request {i}");
+            assert_eq!(fake.out, format!("{i}:{}", i * 70_000).as_bytes());
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn not_reusable_unless_clean() {
+        // Bytes after END_REQUEST.
+        let mut fake = Fake::default();
+        let r = run_with(&mut fake, &opts(), |mut s| {
+            read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: text/plain\r\n\r\nok");
+            out.extend_from_slice(&RecordHeader::new(RecordType::EndRequest, 1, 8).to_bytes());
+            out.extend_from_slice(&[0; 8]);
+            out.extend_from_slice(&RecordHeader::new(RecordType::Stdout, 1, 0).to_bytes());
+            s.write_all(&out).unwrap();
+        })
+        .unwrap();
+        assert!(r.ended && !r.reusable);
+        // END_REQUEST before the application read the body.
+        let mut fake = Fake {
+            body: body(4 << 20),
+            piece: 65536,
+            ..Default::default()
+        };
+        let r = run_with(&mut fake, &opts(), |mut s| {
+            let _ = read_record(&mut s);
+            respond(&mut s, b"Content-Type: text/plain\r\n\r\nearly");
+            std::thread::sleep(Duration::from_millis(100));
+        })
+        .unwrap();
+        assert!(r.ended && !r.reusable);
+        // A clean one is.
+        let mut fake = Fake::default();
+        let r = run_with(&mut fake, &opts(), |mut s| {
+            read_request(&mut s);
+            respond(&mut s, b"Content-Type: text/plain\r\n\r\nok");
+        })
+        .unwrap();
+        assert!(r.reusable);
+    }
+
+    /// Runs one request on a "kept" connection the application has already
+    /// closed; `retry` hands out a working one.
+    #[allow(clippy::result_large_err)]
+    fn run_stale(fake: &mut Fake, reused: bool, with_retry: bool) -> (Result<Outcome, ExchangeError>, usize) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let mut conn = AppConn::from_stream(ours).unwrap();
+        let mut calls = 0;
+        let mut retry = || {
+            calls += 1;
+            let (ours, mut theirs) = UnixStream::pair().unwrap();
+            thread::spawn(move || {
+                let (_p, stdin) = read_request(&mut theirs);
+                respond(
+                    &mut theirs,
+                    format!("Content-Type: text/plain\r\n\r\nfresh {}", stdin.len()).as_bytes(),
+                );
+            });
+            Some(AppConn::from_stream(ours).unwrap())
+        };
+        let o = ExchangeOpts { reused, ..opts() };
+        let r = run(
+            &mut conn,
+            fake,
+            &o,
+            &mut request_bufs(),
+            if with_retry { Some(&mut retry) } else { None },
+        );
+        (r, calls)
+    }
+
+    #[test]
+    fn stale_kept_connection_is_retried_once_on_a_fresh_one() {
+        let mut fake = Fake::default();
+        let (r, calls) = run_stale(&mut fake, true, true);
+        let r = r.unwrap();
+        assert!(r.retried && r.reusable);
+        assert_eq!((calls, fake.out.as_slice()), (1, b"fresh 0".as_slice()));
+        // A small body is still in hand: sent again (EPIPE: nothing was taken).
+        let mut fake = Fake {
+            body: body(1000),
+            piece: 1000,
+            ..Default::default()
+        };
+        let (r, calls) = run_stale(&mut fake, true, true);
+        assert_eq!((calls, fake.out.as_slice()), (1, b"fresh 1000".as_slice()));
+        assert!(r.unwrap().retried);
+        // A larger body: the first write failed, so nothing left our
+        // hands; the rest still comes from the client.
+        let mut fake = Fake {
+            body: body(300_000),
+            piece: 65536,
+            ..Default::default()
+        };
+        let (r, calls) = run_stale(&mut fake, true, true);
+        assert_eq!((calls, fake.out.as_slice()), (1, b"fresh 300000".as_slice()));
+        assert!(r.unwrap().retried);
+        // A fresh connection is never retried.
+        let mut fake = Fake::default();
+        let (r, calls) = run_stale(&mut fake, false, true);
+        assert!(r.is_err());
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn kept_connection_closed_mid_body_is_not_retried() {
+        // The application took part of a large body, then reset the
+        // connection: part of the request was sent, so it is not sent again.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let t = thread::spawn(move || {
+            let mut got = vec![0u8; 150_000];
+            theirs.read_exact(&mut got).unwrap();
+        });
+        let mut conn = AppConn::from_stream(ours).unwrap();
+        let mut fake = Fake {
+            body: body(3 << 20),
+            piece: 65536,
+            ..Default::default()
+        };
+        let mut calls = 0;
+        let mut retry = || {
+            calls += 1;
+            None
+        };
+        let o = ExchangeOpts { reused: true, ..opts() };
+        let r = run(&mut conn, &mut fake, &o, &mut request_bufs(), Some(&mut retry));
+        t.join().unwrap();
+        assert!(r.is_err());
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn quiet_close_after_taking_a_body_is_not_retried() {
+        // The application read the request (body included) and closed without
+        // a word: it may have acted on it, so it is not sent twice.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let t = thread::spawn(move || {
+            read_request(&mut theirs);
+        });
+        let mut conn = AppConn::from_stream(ours).unwrap();
+        let mut fake = Fake {
+            body: body(10),
+            piece: 10,
+            ..Default::default()
+        };
+        let mut calls = 0;
+        let mut retry = || {
+            calls += 1;
+            None
+        };
+        let o = ExchangeOpts { reused: true, ..opts() };
+        let r = run(&mut conn, &mut fake, &o, &mut request_bufs(), Some(&mut retry));
+        t.join().unwrap();
+        assert!(matches!(
+            r,
+            Err(ExchangeError {
+                failure: Failure::Incomplete,
+                ..
+            })
+        ));
+        assert_eq!(calls, 0);
     }
 
     fn body(n: usize) -> Vec<u8> {

@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod exchange;
+pub mod reuse;
 pub mod spool;
 
 pub use conn::{AppConn, ConnectError};

@@ -150,6 +150,38 @@ pub fn retained_pm() -> &'static RetainedPm {
     }
 }
 
+/// The connection-reuse table shared by the parent and every child: mapped
+/// once per server life time by the parent (`create`), found again after a
+/// restart or DSO reload through its address in httpd's retained data.
+pub fn reuse_table(create: bool) -> Option<&'static crate::gateway::reuse::Shared> {
+    use std::sync::atomic::AtomicUsize;
+    const KEY: &CStr = c"mod_fastcgi:reuse/1";
+    // SAFETY: as for retained_pm: a zeroed, process-lifetime block holding
+    // one address, written only by the single-threaded parent.
+    let slot = unsafe {
+        let mut p = ffi::ap_retained_data_get(KEY.as_ptr());
+        if p.is_null() {
+            if !create {
+                return None;
+            }
+            p = ffi::ap_retained_data_create(KEY.as_ptr(), std::mem::size_of::<AtomicUsize>());
+        }
+        &*p.cast::<AtomicUsize>()
+    };
+    let addr = slot.load(Ordering::SeqCst);
+    if addr != 0 {
+        // SAFETY: a non-zero address was stored below from map_shared of
+        // this very type, in this process or the parent it was forked from.
+        return unsafe { crate::sys::shm::from_addr(addr) };
+    }
+    if !create {
+        return None;
+    }
+    let table = crate::sys::shm::map_shared::<crate::gateway::reuse::Shared>().ok()?;
+    slot.store(table as *const _ as usize, Ordering::SeqCst);
+    Some(table)
+}
+
 /// Forks. In the child, `child` runs and the process exits with its
 /// result without returning (no httpd pool cleanups, no atexit handlers).
 /// Must only be called from httpd's parent while it is single-threaded

@@ -25,7 +25,7 @@ use super::env;
 use super::handler::{notify, DECLINED, MAX_HEADER_BYTES, OK};
 use super::routing::{self, Refusal};
 use crate::cgi::{ResponseHead, StderrEvent};
-use crate::config::{AppAddr, AuthRole, ConfigState, ConnOptions, DirAuthConfig, Server, StaticListen};
+use crate::config::{AppAddr, AuthRole, ConfigState, ConnOptions, DirAuthConfig, Server};
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Level, Request, Table};
@@ -229,10 +229,7 @@ impl Target {
             }),
             Some(Server::Static(st)) => Ok(Target {
                 app: st.path.to_string_lossy().into_owned(),
-                addr: match &st.listen {
-                    StaticListen::Unix(p) => AppAddr::Unix(p.clone()),
-                    StaticListen::Tcp(a) => AppAddr::Tcp(local_address(*a)),
-                },
+                addr: st.connect_addr(),
                 opts: st.opts.clone(),
                 how: How::Patiently,
             }),
@@ -277,22 +274,15 @@ impl Target {
                 nph: false,
                 user: None,
                 group: None,
+                // Dynamic applications are never kept: the process manager
+                // counts and stops their processes by load.
+                keep_conn: Some(0),
             },
             how: How::Dynamic {
                 key,
                 start_delay: Duration::from_secs(u64::from(d.start_delay.max(1))),
             },
         }
-    }
-}
-
-/// Where to connect for a static server listening on `a`.
-fn local_address(a: std::net::SocketAddr) -> std::net::SocketAddr {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    match a.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
-        _ => a,
     }
 }
 
@@ -323,10 +313,11 @@ impl Frontend for AuthFrontend<'_> {
         Ok(())
     }
 
-    fn nudge(&mut self) {
+    fn nudge(&mut self) -> bool {
         if let Some(key) = self.dynamic {
             notify(self.r, &ReqMsg::Nudge(key.clone()));
         }
+        true
     }
 
     fn stderr(&mut self, event: StderrEvent<'_>) {
@@ -373,7 +364,7 @@ fn run(
     }
 
     let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Authorizer) {
+    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Authorizer, false) {
         r.log(
             Level::Error,
             0,
@@ -430,13 +421,15 @@ fn run(
         parse_headers: true,
         max_header_bytes: MAX_HEADER_BYTES,
         nudge_after: dynamic.map(|(_, d)| d),
+        // Authorizer checks use a connection of their own each time.
+        reused: false,
     };
     let mut fe = AuthFrontend {
         r,
         app,
         dynamic: dynamic.map(|(k, _)| k),
     };
-    let result = exchange::run(&mut conn, &mut fe, &opts, &mut bufs);
+    let result = exchange::run(&mut conn, &mut fe, &opts, &mut bufs, None);
     drop(conn);
 
     if let (Ok(outcome), Some((key, _))) = (&result, dynamic) {

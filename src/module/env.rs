@@ -36,9 +36,16 @@ pub fn prepare(r: &mut Request, pass_headers: &[String], content_length: Option<
     }
 }
 
-/// Appends BEGIN_REQUEST and the whole PARAMS stream for `r` to `out`.
-pub fn encode(r: &Request, out: &mut Vec<u8>, request_id: u16, role: proto::Role) -> Result<(), ProtoError> {
-    proto::encode_begin_request(out, request_id, role, false);
+/// Appends BEGIN_REQUEST (with `FCGI_KEEP_CONN` when `keep`) and the whole
+/// PARAMS stream for `r` to `out`.
+pub fn encode(
+    r: &Request,
+    out: &mut Vec<u8>,
+    request_id: u16,
+    role: proto::Role,
+    keep: bool,
+) -> Result<(), ProtoError> {
+    proto::encode_begin_request(out, request_id, role, keep);
     let pairs = r.cgi_env();
     proto::encode_params(out, request_id, pairs.iter().map(|(k, v)| (*k, *v)))
 }

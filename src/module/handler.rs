@@ -9,8 +9,9 @@ use super::env;
 use super::routing::{self, HANDLER};
 use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
 use crate::config::ConfigState;
-use crate::config::{AppAddr, ConnOptions, Server, StaticListen};
+use crate::config::{AppAddr, ConnOptions, Server};
 use crate::gateway::exchange::{self, ClientGone};
+use crate::gateway::reuse::{self, Lease};
 use crate::gateway::spool::Spool;
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
@@ -50,6 +51,8 @@ struct HttpdFrontend<'a> {
     dynamic: Option<&'a DynamicCtx>,
     /// Bytes copied into `out` and not passed yet.
     pending: usize,
+    /// Connection reuse for this request.
+    lease: Option<Lease>,
 }
 
 /// Response pieces smaller than this are copied and held (see `body`).
@@ -112,10 +115,15 @@ impl Frontend for HttpdFrontend<'_> {
         Ok(())
     }
 
-    fn nudge(&mut self) {
+    fn nudge(&mut self) -> bool {
         if let Some(d) = self.dynamic {
             notify(self.r, &ReqMsg::Nudge(d.key.clone()));
+            return true;
         }
+        if let Some(lease) = self.lease.as_mut() {
+            lease.want_release();
+        }
+        false
     }
 
     fn stderr(&mut self, event: StderrEvent<'_>) {
@@ -183,10 +191,7 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
         }
         Server::Static(st) => {
             let app = st.path.to_string_lossy().into_owned();
-            let addr = match &st.listen {
-                StaticListen::Unix(p) => AppAddr::Unix(p.clone()),
-                StaticListen::Tcp(a) => AppAddr::Tcp(local_address(*a)),
-            };
+            let addr = st.connect_addr();
             serve_with(r, &app, &addr, &st.opts, state.effective_ipc_dir(), Connect::Patiently)
         }
     }
@@ -258,6 +263,9 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         nph: false,
         user: None,
         group: None,
+        // Dynamic applications are never kept: the process manager counts
+        // and stops their processes by load.
+        keep_conn: Some(0),
     };
     let app = file.to_string_lossy().into_owned();
     let dynamic = DynamicCtx {
@@ -278,17 +286,6 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
 pub struct DynamicCtx {
     key: ClassKey,
     start_delay: Duration,
-}
-
-/// Where to connect for a static server listening on `a`: its own address,
-/// or loopback when it listens on all interfaces.
-fn local_address(a: std::net::SocketAddr) -> std::net::SocketAddr {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    match a.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
-        _ => a,
-    }
 }
 
 fn is_nph(app: &str, opts: &ConnOptions) -> bool {
@@ -387,8 +384,22 @@ pub fn serve_with(
     };
     env::prepare(r, &opts.pass_headers, spooled_len);
 
+    // Connection reuse (static and external applications, see
+    // gateway::reuse): a kept connection from the pool, or the right to keep
+    // the new one.
+    let mut lease = match how {
+        Connect::Dynamic(_) => None,
+        _ if opts.keep_conn == Some(0) => None,
+        _ => super::supervisor::reuse().and_then(|reuse| {
+            let slot = reuse.shared().find(addr)?;
+            reuse.probe_if_needed(slot, addr, |line| crate::httpd::log::main_server(Level::Info, 0, &line));
+            Some(reuse.lease(slot))
+        }),
+    };
+    let keep = lease.as_ref().is_some_and(|l| l.keep());
+
     let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder) {
+    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder, keep) {
         r.log(
             Level::Error,
             0,
@@ -403,7 +414,7 @@ pub fn serve_with(
     } else {
         idle
     };
-    let connected = match how {
+    let connect = || match how {
         Connect::Once => AppConn::connect(addr, connect_timeout),
         // Without -appConnTimeout, wait at most 10 s for a (re)starting
         // process manager to bind the socket.
@@ -411,6 +422,12 @@ pub fn serve_with(
             AppConn::connect_patiently(addr, connect_timeout.min(Duration::from_secs(10)))
         }
         Connect::Patiently | Connect::Dynamic(_) => AppConn::connect_patiently(addr, connect_timeout),
+    };
+    let pooled = lease.as_mut().and_then(|l| l.take_pooled());
+    let reused = pooled.is_some();
+    let connected = match pooled {
+        Some(c) => Ok(c),
+        None => connect(),
     };
     let connected_at = Instant::now();
     let mut conn = match connected {
@@ -448,8 +465,10 @@ pub fn serve_with(
         max_header_bytes: MAX_HEADER_BYTES,
         nudge_after: match how {
             Connect::Dynamic(d) => Some(d.start_delay),
+            _ if lease.is_some() && !reused => Some(reuse::RELEASE_AFTER),
             _ => None,
         },
+        reused,
     };
     let out = r.new_brigade();
     let input = r.new_brigade();
@@ -467,12 +486,21 @@ pub fn serve_with(
         warned_long_stderr: false,
         dynamic,
         pending: 0,
+        lease,
     };
-    let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs);
-    drop(conn);
+    let mut reconnect = || connect().ok();
+    let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
     let HttpdFrontend {
-        r, mut out, dynamic, ..
+        r,
+        mut out,
+        dynamic,
+        lease,
+        ..
     } = fe;
+    match lease {
+        Some(lease) => lease.finish(conn, matches!(&result, Ok(o) if o.reusable)),
+        None => drop(conn),
+    }
 
     if let (Ok(outcome), Some(d)) = (&result, dynamic) {
         let done = Instant::now();

@@ -12,6 +12,7 @@
 
 use super::ModuleState;
 use crate::config::{ConfigState, Server};
+use crate::gateway::reuse::{Cap, Reuse};
 use crate::httpd::process::{self, MainState};
 use crate::httpd::{log, Level, Pool};
 use crate::pm::{self, ClassSpec, CtlMsg, DynamicSpec, PmConfig, PmLog, WrapperExec};
@@ -23,6 +24,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Bumped whenever the control protocol or the PM's behaviour changes in a
@@ -248,6 +250,7 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
     if process::main_state() == MainState::PreConfig {
         return;
     }
+    publish_reuse(cfg);
     let r = process::retained_pm();
     let pid = r.pm_pid.load(Ordering::SeqCst);
     let alive = r.version.load(Ordering::SeqCst) == PM_PROTO && is_live_child(pid);
@@ -342,7 +345,53 @@ fn on_config_destroyed() {
 }
 
 /// child_init: httpd children have no business with the control socket
-/// (they keep the request socket).
-pub fn child_init() {
+/// (they keep the request socket). Kept connections are closed, and the
+/// child's share of the reuse counts given back, when the child exits.
+pub fn child_init(pchild: Pool) {
     process::retained_pm().close_ctl();
+    process::on_pool_cleanup(pchild, || {
+        if let Some(r) = reuse() {
+            r.child_exit();
+        }
+    });
+}
+
+/// This child's connection pools (`None` before the parent mapped the
+/// shared table, e.g. in `apache2 -t`).
+pub fn reuse() -> Option<&'static Reuse> {
+    static REUSE: OnceLock<Option<Reuse>> = OnceLock::new();
+    REUSE
+        .get_or_init(|| process::reuse_table(false).map(Reuse::new))
+        .as_ref()
+}
+
+/// Publishes, for the children about to start, how many connections of
+/// each static and external application may be kept (parent, every
+/// configuration pass).
+fn publish_reuse(cfg: &ConfigState) {
+    let Some(table) = process::reuse_table(true) else {
+        log::main_server(
+            Level::Warn,
+            0,
+            "FastCGI: can't map the shared connection-reuse table: connections to applications are not reused",
+        );
+        return;
+    };
+    for server in cfg.servers() {
+        let (addr, cap) = match server {
+            Server::Static(st) => (st.connect_addr(), Cap::Fixed(st.opts.keep_conn.unwrap_or(st.processes))),
+            Server::External(ext) => (ext.addr.clone(), ext.opts.keep_conn.map_or(Cap::Probe, Cap::Fixed)),
+        };
+        if table.publish(&addr, cap).is_none() {
+            log::main_server(
+                Level::Warn,
+                0,
+                &format!(
+                    "FastCGI: more than {} applications: connections to \"{}\" are not reused",
+                    crate::gateway::reuse::MAX_CLASSES,
+                    server.path().display()
+                ),
+            );
+        }
+    }
 }

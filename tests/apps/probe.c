@@ -156,6 +156,8 @@ static void sleep_ms(long long ms)
 /* ---------- request handling ---------- */
 
 static unsigned long long served = 0;
+/* Requests served on the current connection (1 = a new connection). */
+static unsigned long long conn_seq = 0;
 
 /* Reads all of FCGI_STDIN; returns the byte count, updates *sum, optionally keeps the bytes. */
 static size_t read_all_stdin(FCGX_Stream *in, uint64_t *sum, unsigned char **keep)
@@ -194,7 +196,8 @@ static size_t read_all_stdin(FCGX_Stream *in, uint64_t *sum, unsigned char **kee
 
 static void put_pid_header(FCGX_Stream *out)
 {
-    FCGX_FPrintF(out, "X-Probe-Pid: %ld\r\nX-Probe-Served: %llu\r\n", (long)getpid(), served);
+    FCGX_FPrintF(out, "X-Probe-Pid: %ld\r\nX-Probe-Served: %llu\r\nX-Probe-Conn-Seq: %llu\r\n", (long)getpid(),
+                 served, conn_seq);
 }
 
 static void write_pattern(FCGX_Stream *out, long long size, uint64_t seed)
@@ -410,8 +413,13 @@ int main(int argc, char **argv)
 
     if (FCGX_InitRequest(&req, sock, 0) != 0)
         return 2;
+    int prev_fd = -1, prev_keep = 0;
     while (FCGX_Accept_r(&req) >= 0) {
         served++;
+        /* libfcgi keeps ipcFd across requests while the gateway sets FCGI_KEEP_CONN. */
+        conn_seq = (req.ipcFd == prev_fd && prev_keep) ? conn_seq + 1 : 1;
+        prev_fd = req.ipcFd;
+        prev_keep = req.keepConnection;
         handle(&req);
         FCGX_Finish_r(&req);
     }

@@ -1,0 +1,779 @@
+//! Connection reuse (`FCGI_KEEP_CONN`) that never starves an application.
+//!
+//! A libfcgi process serves one connection at a time: while Apache keeps an
+//! idle connection to it, the process accepts nobody else. Pooling
+//! connections per worker (as mod_proxy_fcgi's `enablereuse=on` does) can
+//! therefore park every application process behind idle connections while
+//! other requests wait in the listen backlog. The rules here:
+//!
+//! 1. **Bounded**: all of Apache (every child process) together keeps at
+//!    most `cap` connections per application open in keep mode — the
+//!    class's process count for static applications, what the application
+//!    answers to `FCGI_GET_VALUES` (`FCGI_MAX_CONNS`) for external ones, or
+//!    `-keep-conn N`. The count lives in memory shared by all children
+//!    ([`Shared`]); other requests connect without `FCGI_KEEP_CONN`.
+//! 2. **Released on demand**: a request on a fresh connection that gets no
+//!    answer within [`RELEASE_AFTER`] posts a *release*: the next kept
+//!    connection to come back from a request is closed instead of pooled,
+//!    and a thread in each child with idle kept connections (woken through a
+//!    futex on the shared memory) closes one at once. A closed connection
+//!    frees its application process for the waiting one, so a request never
+//!    waits behind an idle connection for longer than that, whatever `cap`
+//!    says (a process may have died, an external count may be wrong).
+//! 3. **Reused only when clean**: a connection goes back to the pool only
+//!    after `FCGI_END_REQUEST` with the whole request sent and nothing read
+//!    beyond it; before reuse it is polled, and one the application closed
+//!    (libfcgi closes a kept connection whose request left input unread) is
+//!    dropped. Idle connections are closed after [`IDLE_KEEP`].
+//!
+//! The pool is per child process (shared by its threads); the accounting is
+//! per child row in the shared memory, so a crashed child's counts are
+//! reclaimed by whoever notices the dead pid.
+
+use super::conn::AppConn;
+use crate::config::AppAddr;
+use crate::proto::{self, Decoder, Event};
+use crate::sys::shm;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Applications with reuse (slots in the shared table).
+pub const MAX_CLASSES: usize = 64;
+/// httpd child processes that can take part (prefork's default ServerLimit
+/// is 256); a child without a row simply does not keep connections.
+pub const MAX_ROWS: usize = 1024;
+/// An idle kept connection is closed after this long.
+pub const IDLE_KEEP: Duration = Duration::from_secs(5);
+/// A request on a fresh connection without a first response byte after this
+/// long asks for a kept connection to be released.
+pub const RELEASE_AFTER: Duration = Duration::from_millis(10);
+/// How long the `FCGI_GET_VALUES` question may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The `cap` of a class whose capacity is still to be asked for.
+const CAP_PROBE: u32 = u32::MAX;
+/// Upper bound for a capacity an application announces.
+const CAP_LIMIT: u32 = 4096;
+const MAGIC: u32 = 0x4643_4b31; // "FCK1"
+
+/// One application in the shared table.
+#[repr(C)]
+pub struct ClassSlot {
+    /// [`class_key`] of the address; 0 = free.
+    key: AtomicU64,
+    /// Most connections kept open across all children ([`CAP_PROBE`]: not
+    /// known yet, none are kept).
+    cap: AtomicU32,
+    /// Connections open in keep mode (busy or idle), all children.
+    kept: AtomicU32,
+    /// Of those, idle in some child's pool.
+    idle: AtomicU32,
+    /// Releases asked for and not yet done.
+    release: AtomicU32,
+    /// 1 while a child asks the application for its capacity.
+    probing: AtomicU32,
+    /// Unix time before which a failed probe is not retried.
+    probe_after: AtomicU64,
+}
+
+/// One httpd child's share of the counts (for reclaiming a dead child's).
+#[repr(C)]
+pub struct Row {
+    pid: AtomicI32,
+    kept: [AtomicU32; MAX_CLASSES],
+    idle: [AtomicU32; MAX_CLASSES],
+}
+
+/// The table shared by httpd's parent and children.
+#[repr(C)]
+pub struct Shared {
+    magic: AtomicU32,
+    /// Bumped (and futex-woken) when a release is posted while connections
+    /// are idle somewhere.
+    seq: AtomicU32,
+    classes: [ClassSlot; MAX_CLASSES],
+    rows: [Row; MAX_ROWS],
+}
+
+/// How many connections an application may have kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    Fixed(u32),
+    /// Ask the application (`FCGI_GET_VALUES`).
+    Probe,
+}
+
+/// The shared-table key of an application address (stable across the
+/// processes of one build: SipHash with fixed keys).
+pub fn class_key(addr: &AppAddr) -> u64 {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    addr.hash(&mut h);
+    h.finish() | 1
+}
+
+fn sub_sat(a: &AtomicU32, n: u32) {
+    let _ = a.fetch_update(SeqCst, SeqCst, |v| Some(v.saturating_sub(n)));
+}
+
+impl Shared {
+    /// Parent, each configuration pass: makes sure `addr` has a slot with
+    /// capacity `cap`. Existing counts stay (children of the previous
+    /// generation may still hold connections). `None` if the table is full.
+    pub fn publish(&self, addr: &AppAddr, cap: Cap) -> Option<usize> {
+        self.magic.store(MAGIC, SeqCst);
+        let key = class_key(addr);
+        let slot = self.find_key(key).or_else(|| {
+            (0..MAX_CLASSES).find(|&i| self.classes[i].key.compare_exchange(0, key, SeqCst, SeqCst).is_ok())
+        })?;
+        let c = &self.classes[slot];
+        match cap {
+            Cap::Fixed(n) => c.cap.store(n.min(CAP_LIMIT), SeqCst),
+            Cap::Probe => {
+                c.cap.store(CAP_PROBE, SeqCst);
+                c.probe_after.store(0, SeqCst);
+            }
+        }
+        Some(slot)
+    }
+
+    fn find_key(&self, key: u64) -> Option<usize> {
+        (0..MAX_CLASSES).find(|&i| self.classes[i].key.load(SeqCst) == key)
+    }
+
+    /// The slot of `addr`, if the parent published it.
+    pub fn find(&self, addr: &AppAddr) -> Option<usize> {
+        if self.magic.load(SeqCst) != MAGIC {
+            return None;
+        }
+        self.find_key(class_key(addr))
+    }
+
+    /// Current (cap, kept, idle, release) of a slot, for logs and tests.
+    pub fn counts(&self, slot: usize) -> (u32, u32, u32, u32) {
+        let c = &self.classes[slot];
+        (
+            c.cap.load(SeqCst),
+            c.kept.load(SeqCst),
+            c.idle.load(SeqCst),
+            c.release.load(SeqCst),
+        )
+    }
+
+    /// Claims a row for `pid`, reclaiming rows of dead processes on the way.
+    fn claim_row(&self, pid: i32) -> Option<usize> {
+        self.reclaim_dead_rows(pid);
+        (0..MAX_ROWS).find(|&i| self.rows[i].pid.compare_exchange(0, pid, SeqCst, SeqCst).is_ok())
+    }
+
+    /// Gives back the counts of rows whose process is gone.
+    fn reclaim_dead_rows(&self, me: i32) {
+        for row in &self.rows {
+            let pid = row.pid.load(SeqCst);
+            if pid != 0 && pid != me && !shm::process_exists(pid) {
+                self.drop_row(row);
+                let _ = row.pid.compare_exchange(pid, 0, SeqCst, SeqCst);
+            }
+        }
+    }
+
+    fn drop_row(&self, row: &Row) {
+        for (i, c) in self.classes.iter().enumerate() {
+            sub_sat(&c.kept, row.kept[i].swap(0, SeqCst));
+            sub_sat(&c.idle, row.idle[i].swap(0, SeqCst));
+        }
+    }
+
+    /// Posts one release for `slot` (at most `cap` pending) and wakes the
+    /// children's reapers when some connection is idle.
+    fn post_release(&self, slot: usize) {
+        let c = &self.classes[slot];
+        let cap = c.cap.load(SeqCst);
+        let limit = if cap == CAP_PROBE { 1 } else { cap.max(1) };
+        let _ = c.release.fetch_update(SeqCst, SeqCst, |v| (v < limit).then_some(v + 1));
+        if c.idle.load(SeqCst) > 0 {
+            self.seq.fetch_add(1, SeqCst);
+            shm::futex_wake_all(&self.seq);
+        }
+    }
+
+    /// Takes one pending release of `slot`, if any.
+    fn take_release(&self, slot: usize) -> bool {
+        self.classes[slot]
+            .release
+            .fetch_update(SeqCst, SeqCst, |v| v.checked_sub(1))
+            .is_ok()
+    }
+}
+
+struct Idle {
+    conn: AppConn,
+    since: Instant,
+}
+
+/// One child process's pools, over the shared table.
+pub struct Reuse {
+    shared: &'static Shared,
+    pid: i32,
+    row: OnceLock<Option<usize>>,
+    pools: [Mutex<Vec<Idle>>; MAX_CLASSES],
+    reaper: Once,
+}
+
+/// How a request talks to an application with reuse.
+pub struct Lease {
+    reuse: &'static Reuse,
+    slot: usize,
+    /// The connection counts as kept: `FCGI_KEEP_CONN` is sent.
+    keep: bool,
+    /// An idle connection taken from the pool, until the caller takes it.
+    pooled: Option<AppConn>,
+    /// Whether the connection was reused (a stale one may be retried).
+    reused: bool,
+    released: bool,
+}
+
+impl Reuse {
+    pub fn new(shared: &'static Shared) -> Reuse {
+        Reuse {
+            shared,
+            pid: std::process::id() as i32,
+            row: OnceLock::new(),
+            pools: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            reaper: Once::new(),
+        }
+    }
+
+    pub fn shared(&self) -> &'static Shared {
+        self.shared
+    }
+
+    fn row(&self) -> Option<&Row> {
+        let i = (*self.row.get_or_init(|| self.shared.claim_row(self.pid)))?;
+        Some(&self.shared.rows[i])
+    }
+
+    fn pool(&self, slot: usize) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.pools[slot].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count_kept(&self, slot: usize, up: bool) {
+        let c = &self.shared.classes[slot];
+        if let Some(row) = self.row() {
+            if up {
+                row.kept[slot].fetch_add(1, SeqCst);
+            } else {
+                sub_sat(&row.kept[slot], 1);
+                sub_sat(&c.kept, 1);
+            }
+        }
+    }
+
+    fn count_idle(&self, slot: usize, up: bool) {
+        let c = &self.shared.classes[slot];
+        if let Some(row) = self.row() {
+            if up {
+                row.idle[slot].fetch_add(1, SeqCst);
+                c.idle.fetch_add(1, SeqCst);
+            } else {
+                sub_sat(&row.idle[slot], 1);
+                sub_sat(&c.idle, 1);
+            }
+        }
+    }
+
+    /// Reserves a kept connection if fewer than `cap` are open.
+    fn reserve(&self, slot: usize) -> bool {
+        if self.row().is_none() {
+            return false;
+        }
+        let c = &self.shared.classes[slot];
+        let cap = c.cap.load(SeqCst);
+        if cap == CAP_PROBE {
+            return false;
+        }
+        if c.kept
+            .fetch_update(SeqCst, SeqCst, |k| (k < cap).then_some(k + 1))
+            .is_err()
+        {
+            return false;
+        }
+        self.count_kept(slot, true);
+        true
+    }
+
+    /// Takes the most recently pooled live connection of `slot`.
+    fn pop_idle(&self, slot: usize) -> Option<AppConn> {
+        loop {
+            let idle = self.pool(slot).pop()?;
+            self.count_idle(slot, false);
+            if idle.since.elapsed() < IDLE_KEEP && idle.conn.is_idle_alive() {
+                return Some(idle.conn);
+            }
+            drop(idle);
+            self.count_kept(slot, false);
+        }
+    }
+
+    /// What a request to `slot` starts with: a pooled connection, or the
+    /// right to keep a new one, or neither.
+    pub fn lease(&'static self, slot: usize) -> Lease {
+        let mut lease = Lease {
+            reuse: self,
+            slot,
+            keep: false,
+            pooled: None,
+            reused: false,
+            released: false,
+        };
+        if let Some(conn) = self.pop_idle(slot) {
+            lease.keep = true;
+            lease.reused = true;
+            lease.pooled = Some(conn);
+        } else {
+            lease.keep = self.reserve(slot);
+        }
+        lease
+    }
+
+    /// Back from a request: pool `conn` when it may be reused and nobody
+    /// asked for a release, otherwise close it.
+    fn give_back(&'static self, slot: usize, conn: AppConn) {
+        if self.shared.take_release(slot) {
+            drop(conn);
+            self.count_kept(slot, false);
+            return;
+        }
+        self.pool(slot).push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        self.count_idle(slot, true);
+        self.reaper.call_once(|| {
+            let _ = std::thread::Builder::new()
+                .name("fcgi-keep-reaper".into())
+                .spawn(move || self.reap_forever());
+        });
+    }
+
+    /// One pass of the reaper: closes idle connections that a release asks
+    /// for or that were idle too long. Returns whether any are left.
+    pub fn reap_once(&self) -> bool {
+        let mut left = false;
+        for slot in 0..MAX_CLASSES {
+            let mut closed = 0u32;
+            {
+                let mut pool = self.pool(slot);
+                pool.retain(|i| {
+                    if i.since.elapsed() >= IDLE_KEEP {
+                        closed += 1;
+                        false
+                    } else {
+                        true
+                    }
+                });
+                while !pool.is_empty() && self.shared.take_release(slot) {
+                    // The oldest idle connection goes first.
+                    pool.remove(0);
+                    closed += 1;
+                }
+                left |= !pool.is_empty();
+            }
+            for _ in 0..closed {
+                self.count_idle(slot, false);
+                self.count_kept(slot, false);
+            }
+        }
+        left
+    }
+
+    fn reap_forever(&self) {
+        let mut last_reclaim = Instant::now();
+        loop {
+            let seen = self.shared.seq.load(SeqCst);
+            let left = self.reap_once();
+            if last_reclaim.elapsed() > Duration::from_secs(10) {
+                self.shared.reclaim_dead_rows(self.pid);
+                last_reclaim = Instant::now();
+            }
+            let nap = if left {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(2)
+            };
+            shm::futex_wait(&self.shared.seq, seen, nap);
+        }
+    }
+
+    /// The child is exiting: close every pooled connection and give back
+    /// its row.
+    pub fn child_exit(&self) {
+        for slot in 0..MAX_CLASSES {
+            let n = std::mem::take(&mut *self.pool(slot)).len();
+            for _ in 0..n {
+                self.count_idle(slot, false);
+                self.count_kept(slot, false);
+            }
+        }
+        if let Some(Some(i)) = self.row.get() {
+            let row = &self.shared.rows[*i];
+            self.shared.drop_row(row);
+            row.pid.store(0, SeqCst);
+        }
+    }
+
+    /// For an application of unknown capacity: asks it once (in the
+    /// background) with `FCGI_GET_VALUES`; until the answer, nothing is kept.
+    /// `report` gets one line saying what was found.
+    pub fn probe_if_needed(&'static self, slot: usize, addr: &AppAddr, report: fn(String)) {
+        let c = &self.shared.classes[slot];
+        if c.cap.load(SeqCst) != CAP_PROBE || unix_now() < c.probe_after.load(SeqCst) {
+            return;
+        }
+        if c.probing.compare_exchange(0, 1, SeqCst, SeqCst).is_err() {
+            return;
+        }
+        let addr = addr.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fcgi-get-values".into())
+            .spawn(move || {
+                let c = &self.shared.classes[slot];
+                let target = match &addr {
+                    AppAddr::Unix(p) => p.display().to_string(),
+                    AppAddr::Tcp(a) => a.to_string(),
+                };
+                match ask_max_conns(&addr, PROBE_TIMEOUT) {
+                    Ok(n) => {
+                        let n = n.min(CAP_LIMIT);
+                        let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
+                        report(format!(
+                            "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
+                        ));
+                    }
+                    // Not running yet: ask again later.
+                    Err(ProbeError::Unreachable) => c.probe_after.store(unix_now() + 5, SeqCst),
+                    // It does not answer management records: keep one.
+                    Err(ProbeError::NoAnswer) => {
+                        let _ = c.cap.compare_exchange(CAP_PROBE, 1, SeqCst, SeqCst);
+                        report(format!(
+                            "FastCGI: {target} did not answer FCGI_GET_VALUES within {} ms: 1 connection kept for reuse",
+                            PROBE_TIMEOUT.as_millis()
+                        ));
+                    }
+                }
+                c.probing.store(0, SeqCst);
+            });
+        if spawned.is_err() {
+            c.probing.store(0, SeqCst);
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Why [`ask_max_conns`] got no number.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProbeError {
+    /// No connection (the application is not running yet).
+    Unreachable,
+    /// Connected, but no usable answer in time.
+    NoAnswer,
+}
+
+/// Asks the application at `addr` how many connections it serves at once:
+/// its `FCGI_MAX_CONNS` (1 when it answers without it, or does not know the
+/// record type).
+///
+/// The question is sent twice: libfcgi answers a management record only once
+/// it has read past it, and would otherwise sit on the connection (and its
+/// only thread) until we give up.
+pub fn ask_max_conns(addr: &AppAddr, timeout: Duration) -> Result<u32, ProbeError> {
+    let start = Instant::now();
+    let mut conn = AppConn::connect(addr, timeout).map_err(|_| ProbeError::Unreachable)?;
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        proto::encode_get_values(&mut out, &[b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"])
+            .map_err(|_| ProbeError::NoAnswer)?;
+    }
+    let mut sent = 0;
+    let mut dec = Decoder::new(1);
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = timeout.checked_sub(start.elapsed()).ok_or(ProbeError::NoAnswer)?;
+        if sent < out.len() {
+            match conn.try_write_vectored(&[std::io::IoSlice::new(&out[sent..])]) {
+                Ok(Some(n)) => sent += n,
+                Ok(None) => {}
+                Err(_) => return Err(ProbeError::NoAnswer),
+            }
+        }
+        match conn.try_read(&mut buf) {
+            Ok(Some(0)) | Err(_) => return Err(ProbeError::NoAnswer),
+            Ok(Some(n)) => {
+                let mut data = &buf[..n];
+                while !data.is_empty() {
+                    let (used, ev) = dec.feed(data).map_err(|_| ProbeError::NoAnswer)?;
+                    data = &data[used..];
+                    match ev {
+                        Some(Event::GetValuesResult(pairs)) => {
+                            let v = pairs.iter().find(|(k, _)| k.as_slice() == b"FCGI_MAX_CONNS");
+                            return Ok(v
+                                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
+                                .unwrap_or(1)
+                                .max(1));
+                        }
+                        Some(Event::UnknownTypeReply(_)) => return Ok(1),
+                        Some(_) => {}
+                        None if used == 0 => break,
+                        None => {}
+                    }
+                }
+            }
+            Ok(None) => {
+                let _ = conn.wait(true, sent < out.len(), left);
+            }
+        }
+    }
+}
+
+impl Lease {
+    /// Whether `FCGI_KEEP_CONN` is to be sent.
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
+    /// Whether the connection came from the pool.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// The pooled connection, if the lease started with one.
+    pub fn take_pooled(&mut self) -> Option<AppConn> {
+        self.pooled.take()
+    }
+
+    /// The request has waited [`RELEASE_AFTER`] for a fresh connection to
+    /// answer: ask for one kept connection to be closed (once per request).
+    pub fn want_release(&mut self) {
+        if !self.released && !self.reused {
+            self.released = true;
+            self.reuse.shared.post_release(self.slot);
+        }
+    }
+
+    /// The request is over: `conn` goes back to the pool when `reusable`
+    /// (and kept), otherwise it is closed.
+    pub fn finish(mut self, conn: AppConn, reusable: bool) {
+        if self.keep && reusable {
+            self.keep = false; // the pool owns the count now
+            self.reuse.give_back(self.slot, conn);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.keep {
+            self.pooled = None;
+            self.reuse.count_kept(self.slot, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn setup(cap: Cap) -> (&'static Reuse, usize, AppAddr) {
+        let shared: &'static Shared = shm::map_shared().unwrap();
+        let addr = AppAddr::Unix("/nonexistent/app.sock".into());
+        let slot = shared.publish(&addr, cap).unwrap();
+        (Box::leak(Box::new(Reuse::new(shared))), slot, addr)
+    }
+
+    fn pair() -> (AppConn, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (AppConn::from_stream(a).unwrap(), b)
+    }
+
+    #[test]
+    fn keys_and_publish() {
+        let shared: &'static Shared = shm::map_shared().unwrap();
+        let a = AppAddr::Unix("/a".into());
+        let b = AppAddr::Tcp("127.0.0.1:9000".parse().unwrap());
+        assert_eq!(shared.find(&a), None, "nothing before the parent published");
+        let sa = shared.publish(&a, Cap::Fixed(4)).unwrap();
+        let sb = shared.publish(&b, Cap::Probe).unwrap();
+        assert_ne!(sa, sb);
+        assert_eq!(shared.find(&a), Some(sa));
+        assert_eq!(shared.publish(&a, Cap::Fixed(2)), Some(sa), "same address, same slot");
+        assert_eq!(shared.counts(sa).0, 2);
+        assert_eq!(shared.counts(sb).0, CAP_PROBE);
+        assert_eq!(class_key(&a), class_key(&AppAddr::Unix("/a".into())));
+        for i in 0..MAX_CLASSES {
+            shared.publish(&AppAddr::Unix(format!("/x{i}").into()), Cap::Fixed(1));
+        }
+        assert_eq!(shared.publish(&AppAddr::Unix("/full".into()), Cap::Fixed(1)), None);
+    }
+
+    #[test]
+    fn bounded_by_cap() {
+        let (reuse, slot, _) = setup(Cap::Fixed(2));
+        let l1 = reuse.lease(slot);
+        let l2 = reuse.lease(slot);
+        let l3 = reuse.lease(slot);
+        assert!(l1.keep() && l2.keep());
+        assert!(!l3.keep(), "a third connection is not kept");
+        assert_eq!(reuse.shared().counts(slot).1, 2);
+        drop(l1); // e.g. the connect failed
+        assert_eq!(reuse.shared().counts(slot).1, 1);
+        let l4 = reuse.lease(slot);
+        assert!(l4.keep());
+        drop((l2, l3, l4));
+        assert_eq!(reuse.shared().counts(slot).1, 0);
+    }
+
+    #[test]
+    fn reuse_after_clean_finish_only() {
+        let (reuse, slot, _) = setup(Cap::Fixed(1));
+        let (c1, _app1) = pair();
+        let l = reuse.lease(slot);
+        assert!(l.keep() && !l.reused());
+        l.finish(c1, true);
+        assert_eq!(reuse.shared().counts(slot), (1, 1, 1, 0));
+        let mut l = reuse.lease(slot);
+        assert!(l.reused());
+        let c = l.take_pooled().unwrap();
+        assert_eq!(reuse.shared().counts(slot), (1, 1, 0, 0));
+        l.finish(c, false); // not reusable: closed, count given back
+        assert_eq!(reuse.shared().counts(slot), (1, 0, 0, 0));
+        let l = reuse.lease(slot);
+        assert!(!l.reused() && l.keep());
+    }
+
+    #[test]
+    fn closed_idle_connection_is_not_reused() {
+        let (reuse, slot, _) = setup(Cap::Fixed(2));
+        let (c1, app1) = pair();
+        let (c2, _app2) = pair();
+        let (l1, l2) = (reuse.lease(slot), reuse.lease(slot));
+        l2.finish(c2, true);
+        l1.finish(c1, true); // most recent: taken first
+        drop(app1); // the application closed it while idle
+        let mut l = reuse.lease(slot);
+        assert!(l.reused(), "the live one is found");
+        let c = l.take_pooled().unwrap();
+        assert_eq!(reuse.shared().counts(slot), (2, 1, 0, 0), "the dead one was dropped");
+        l.finish(c, true);
+        assert_eq!(reuse.shared().counts(slot), (2, 1, 1, 0));
+    }
+
+    #[test]
+    fn release_closes_returning_and_idle_connections() {
+        let (reuse, slot, _) = setup(Cap::Fixed(2));
+        let (c1, _a1) = pair();
+        let (c2, _a2) = pair();
+        let (busy1, busy2) = (reuse.lease(slot), reuse.lease(slot));
+        let mut waiting = reuse.lease(slot);
+        assert!(!waiting.keep(), "cap reached");
+        waiting.want_release();
+        waiting.want_release(); // once per request
+        assert_eq!(reuse.shared().counts(slot), (2, 2, 0, 1));
+        // The next kept connection to come back is closed, not pooled.
+        busy2.finish(c2, true);
+        assert_eq!(reuse.shared().counts(slot), (2, 1, 0, 0));
+        // An idle one is closed by the reaper when a release is posted.
+        busy1.finish(c1, true);
+        assert_eq!(reuse.shared().counts(slot), (2, 1, 1, 0));
+        reuse.shared().post_release(slot);
+        assert!(!reuse.reap_once());
+        assert_eq!(reuse.shared().counts(slot), (2, 0, 0, 0));
+        // Pending releases are bounded by cap.
+        for _ in 0..5 {
+            reuse.shared().post_release(slot);
+        }
+        assert_eq!(reuse.shared().counts(slot).3, 2);
+        drop(waiting);
+    }
+
+    #[test]
+    fn probe_class_keeps_nothing_until_known() {
+        let (reuse, slot, addr) = setup(Cap::Probe);
+        assert!(!reuse.lease(slot).keep());
+        reuse.probe_if_needed(slot, &addr, |_| {}); // nothing listens: retried later
+        let start = Instant::now();
+        while reuse.shared().classes[slot].probing.load(SeqCst) == 1 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(reuse.shared().counts(slot).0, CAP_PROBE);
+        assert!(reuse.shared().classes[slot].probe_after.load(SeqCst) > 0);
+    }
+
+    #[test]
+    fn dead_child_rows_are_reclaimed() {
+        let shared: &'static Shared = shm::map_shared().unwrap();
+        let addr = AppAddr::Unix("/r".into());
+        let slot = shared.publish(&addr, Cap::Fixed(3)).unwrap();
+        let pid = crate::sys::fork::fork_run(move || {
+            let r: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
+            let l = r.lease(slot);
+            std::mem::forget(l); // dies holding a kept connection
+            0
+        })
+        .unwrap();
+        let _ = nix::sys::wait::waitpid(pid, None);
+        assert_eq!(shared.counts(slot).1, 1);
+        let me: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
+        assert!(me.lease(slot).keep()); // claims a row, reclaiming the dead one
+        assert_eq!(shared.counts(slot).1, 0);
+        me.child_exit();
+        assert!(shared.rows.iter().all(|r| r.pid.load(SeqCst) == 0));
+    }
+
+    /// A minimal application answering FCGI_GET_VALUES like libfcgi.
+    #[test]
+    fn get_values_probe() {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir().join(format!("fcgi-reuse-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("gv.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut hdr = [0u8; 8];
+            s.read_exact(&mut hdr).unwrap();
+            assert_eq!(hdr[1], 9, "FCGI_GET_VALUES");
+            let len = u16::from_be_bytes([hdr[4], hdr[5]]) as usize + hdr[6] as usize;
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).unwrap();
+            let mut nv = Vec::new();
+            for (k, v) in [("FCGI_MAX_CONNS", "7"), ("FCGI_MPXS_CONNS", "0")] {
+                nv.push(k.len() as u8);
+                nv.push(v.len() as u8);
+                nv.extend_from_slice(k.as_bytes());
+                nv.extend_from_slice(v.as_bytes());
+            }
+            let mut rec = vec![1, 10, 0, 0, 0, nv.len() as u8, 0, 0];
+            rec.extend_from_slice(&nv);
+            s.write_all(&rec).unwrap();
+        });
+        assert_eq!(
+            ask_max_conns(&AppAddr::Unix(path.clone()), Duration::from_secs(5)),
+            Ok(7)
+        );
+        t.join().unwrap();
+        assert_eq!(
+            ask_max_conns(&AppAddr::Unix(path.clone()), Duration::from_secs(1)),
+            Err(ProbeError::Unreachable)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
