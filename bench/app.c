@@ -10,8 +10,9 @@
  *                                      (FastCgiExternalServer / ProxyPass unix:)
  *
  * A single-threaded FCGX_Accept_r loop, like most libfcgi applications.  The request
- * is chosen by the end of REQUEST_URI (query string ignored), so the same binary
- * answers under any prefix (/app.fcgi/small, /app/small, ...):
+ * is chosen by the query string when there is one (/app.fcgi?small), otherwise by the
+ * end of REQUEST_URI's path, so the same binary answers under any prefix
+ * (/app.fcgi/small, /app/small, /app.fcgi?small, ...):
  *
  *   GET  .../small  -> 200, "Hello, world!" (13 bytes)
  *   GET  .../big    -> 200, 1 MiB: byte i is 'a' + i % 26
@@ -35,10 +36,13 @@
 static char big[BIG_LEN];
 static char inbuf[65536];
 
-static int ends_with(const char *s, size_t n, const char *suffix)
+/* The route: the whole query string when there is one, else the path's last segment. */
+static int route_is(const char *uri, size_t n, const char *query, const char *name)
 {
-    size_t k = strlen(suffix);
-    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+    size_t k = strlen(name);
+    if (query != NULL)
+        return strcmp(query, name) == 0;
+    return n > k && uri[n - k - 1] == '/' && memcmp(uri + n - k, name, k) == 0;
 }
 
 static long drain(FCGX_Stream *in)
@@ -99,6 +103,7 @@ int main(int argc, char **argv)
     while (FCGX_Accept_r(&req) >= 0) {
         const char *uri = FCGX_GetParam("REQUEST_URI", req.envp);
         const char *method = FCGX_GetParam("REQUEST_METHOD", req.envp);
+        const char *query;
         size_t n = 0;
         if (uri == NULL)
             uri = "";
@@ -106,16 +111,20 @@ int main(int argc, char **argv)
             method = "";
         while (uri[n] != '\0' && uri[n] != '?')
             n++;
-        if (strcmp(method, "POST") == 0 && ends_with(uri, n, "/post")) {
+        if (uri[n] == '?' && uri[n + 1] != '\0')
+            query = uri + n + 1; /* /app.fcgi?small */
+        else
+            query = NULL;
+        if (strcmp(method, "POST") == 0 && route_is(uri, n, query, "post")) {
             char num[32];
             long total = drain(req.in);
             int k = snprintf(num, sizeof num, "%ld", total);
             reply(&req, "200 OK", num, (size_t)k);
         } else {
             drain(req.in);
-            if (ends_with(uri, n, "/small"))
+            if (route_is(uri, n, query, "small"))
                 reply(&req, "200 OK", SMALL_BODY, sizeof SMALL_BODY - 1);
-            else if (ends_with(uri, n, "/big"))
+            else if (route_is(uri, n, query, "big"))
                 reply(&req, "200 OK", big, BIG_LEN);
             else
                 reply(&req, "404 Not Found", "not found\n", 10);

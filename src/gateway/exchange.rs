@@ -59,6 +59,8 @@ pub trait Frontend {
     fn nudge(&mut self) -> bool {
         false
     }
+    /// The first byte of the response arrived.
+    fn answered(&mut self) {}
 }
 
 /// Per-exchange settings.
@@ -440,6 +442,7 @@ fn drive(
                 if st.first_byte.is_none() {
                     st.first_byte = Some(std::time::Instant::now());
                     next_nudge = None;
+                    fe.answered();
                 }
                 if handle_input(fe, opts, st, &bufs.input[..n])? {
                     return Ok(());

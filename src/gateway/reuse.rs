@@ -12,14 +12,18 @@
 //!    answers to `FCGI_GET_VALUES` (`FCGI_MAX_CONNS`) for external ones, or
 //!    `-keep-conn N`. The count lives in memory shared by all children
 //!    ([`Shared`]); other requests connect without `FCGI_KEEP_CONN`.
-//! 2. **Released on demand**: a request on a fresh connection that gets no
-//!    answer within [`RELEASE_AFTER`] posts a *release*: the next kept
-//!    connection to come back from a request is closed instead of pooled,
-//!    and a thread in each child with idle kept connections (woken through a
-//!    futex on the shared memory) closes one at once. A closed connection
-//!    frees its application process for the waiting one, so a request never
-//!    waits behind an idle connection for longer than that, whatever `cap`
-//!    says (a process may have died, an external count may be wrong).
+//! 2. **Given up when anyone waits**: a request on a fresh connection counts
+//!    as *waiting* until the application's first byte (it may sit in the
+//!    listen backlog). While any request waits, kept connections that come
+//!    back from a request are closed instead of pooled, idle ones are not
+//!    taken from the pool, and a thread in each child holding idle ones
+//!    (woken through a futex on the shared memory) closes them at once. A
+//!    closed connection frees its application process for the backlog, so a
+//!    request never waits behind an idle kept connection, and kept
+//!    connections never jump the queue, whatever `cap` says (a process may
+//!    have died, an external count may be wrong). Under more load than the
+//!    application has processes this turns reuse off by itself; below that,
+//!    every request reuses a connection.
 //! 3. **Reused only when clean**: a connection goes back to the pool only
 //!    after `FCGI_END_REQUEST` with the whole request sent and nothing read
 //!    beyond it; before reuse it is polled, and one the application closed
@@ -46,9 +50,6 @@ pub const MAX_CLASSES: usize = 64;
 pub const MAX_ROWS: usize = 1024;
 /// An idle kept connection is closed after this long.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
-/// A request on a fresh connection without a first response byte after this
-/// long asks for a kept connection to be released.
-pub const RELEASE_AFTER: Duration = Duration::from_millis(10);
 /// How long the `FCGI_GET_VALUES` question may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// The `cap` of a class whose capacity is still to be asked for.
@@ -69,8 +70,8 @@ pub struct ClassSlot {
     kept: AtomicU32,
     /// Of those, idle in some child's pool.
     idle: AtomicU32,
-    /// Releases asked for and not yet done.
-    release: AtomicU32,
+    /// Requests on fresh connections without an answer yet, all children.
+    waiting: AtomicU32,
     /// 1 while a child asks the application for its capacity.
     probing: AtomicU32,
     /// Unix time before which a failed probe is not retried.
@@ -83,14 +84,15 @@ pub struct Row {
     pid: AtomicI32,
     kept: [AtomicU32; MAX_CLASSES],
     idle: [AtomicU32; MAX_CLASSES],
+    waiting: [AtomicU32; MAX_CLASSES],
 }
 
 /// The table shared by httpd's parent and children.
 #[repr(C)]
 pub struct Shared {
     magic: AtomicU32,
-    /// Bumped (and futex-woken) when a release is posted while connections
-    /// are idle somewhere.
+    /// Bumped (and futex-woken) when a request starts waiting while
+    /// connections are idle somewhere.
     seq: AtomicU32,
     classes: [ClassSlot; MAX_CLASSES],
     rows: [Row; MAX_ROWS],
@@ -150,14 +152,14 @@ impl Shared {
         self.find_key(class_key(addr))
     }
 
-    /// Current (cap, kept, idle, release) of a slot, for logs and tests.
+    /// Current (cap, kept, idle, waiting) of a slot, for logs and tests.
     pub fn counts(&self, slot: usize) -> (u32, u32, u32, u32) {
         let c = &self.classes[slot];
         (
             c.cap.load(SeqCst),
             c.kept.load(SeqCst),
             c.idle.load(SeqCst),
-            c.release.load(SeqCst),
+            c.waiting.load(SeqCst),
         )
     }
 
@@ -182,28 +184,12 @@ impl Shared {
         for (i, c) in self.classes.iter().enumerate() {
             sub_sat(&c.kept, row.kept[i].swap(0, SeqCst));
             sub_sat(&c.idle, row.idle[i].swap(0, SeqCst));
+            sub_sat(&c.waiting, row.waiting[i].swap(0, SeqCst));
         }
     }
 
-    /// Posts one release for `slot` (at most `cap` pending) and wakes the
-    /// children's reapers when some connection is idle.
-    fn post_release(&self, slot: usize) {
-        let c = &self.classes[slot];
-        let cap = c.cap.load(SeqCst);
-        let limit = if cap == CAP_PROBE { 1 } else { cap.max(1) };
-        let _ = c.release.fetch_update(SeqCst, SeqCst, |v| (v < limit).then_some(v + 1));
-        if c.idle.load(SeqCst) > 0 {
-            self.seq.fetch_add(1, SeqCst);
-            shm::futex_wake_all(&self.seq);
-        }
-    }
-
-    /// Takes one pending release of `slot`, if any.
-    fn take_release(&self, slot: usize) -> bool {
-        self.classes[slot]
-            .release
-            .fetch_update(SeqCst, SeqCst, |v| v.checked_sub(1))
-            .is_ok()
+    fn someone_waits(&self, slot: usize) -> bool {
+        self.classes[slot].waiting.load(SeqCst) > 0
     }
 }
 
@@ -231,7 +217,8 @@ pub struct Lease {
     pooled: Option<AppConn>,
     /// Whether the connection was reused (a stale one may be retried).
     reused: bool,
-    released: bool,
+    /// Counted in `waiting` (a fresh connection without an answer yet).
+    waiting: bool,
 }
 
 impl Reuse {
@@ -266,6 +253,23 @@ impl Reuse {
             } else {
                 sub_sat(&row.kept[slot], 1);
                 sub_sat(&c.kept, 1);
+            }
+        }
+    }
+
+    fn count_waiting(&self, slot: usize, up: bool) {
+        let c = &self.shared.classes[slot];
+        if let Some(row) = self.row() {
+            if up {
+                row.waiting[slot].fetch_add(1, SeqCst);
+                c.waiting.fetch_add(1, SeqCst);
+                if c.idle.load(SeqCst) > 0 {
+                    self.shared.seq.fetch_add(1, SeqCst);
+                    shm::futex_wake_all(&self.shared.seq);
+                }
+            } else {
+                sub_sat(&row.waiting[slot], 1);
+                sub_sat(&c.waiting, 1);
             }
         }
     }
@@ -325,9 +329,19 @@ impl Reuse {
             keep: false,
             pooled: None,
             reused: false,
-            released: false,
+            waiting: false,
         };
-        if let Some(conn) = self.pop_idle(slot) {
+        // (Claiming this child's row first reclaims those of dead children.)
+        let _ = self.row();
+        // While anyone waits for a process, idle kept connections are given
+        // up rather than used (they would jump the queue).
+        let pooled = if self.shared.someone_waits(slot) {
+            self.reap_slot(slot);
+            None
+        } else {
+            self.pop_idle(slot)
+        };
+        if let Some(conn) = pooled {
             lease.keep = true;
             lease.reused = true;
             lease.pooled = Some(conn);
@@ -337,10 +351,10 @@ impl Reuse {
         lease
     }
 
-    /// Back from a request: pool `conn` when it may be reused and nobody
-    /// asked for a release, otherwise close it.
+    /// Back from a request: pool `conn` unless a request waits for a
+    /// process, otherwise close it.
     fn give_back(&'static self, slot: usize, conn: AppConn) {
-        if self.shared.take_release(slot) {
+        if self.shared.someone_waits(slot) {
             drop(conn);
             self.count_kept(slot, false);
             return;
@@ -357,33 +371,30 @@ impl Reuse {
         });
     }
 
-    /// One pass of the reaper: closes idle connections that a release asks
-    /// for or that were idle too long. Returns whether any are left.
+    /// Closes the idle connections of `slot` that must go: all of them while
+    /// a request waits, otherwise those idle for [`IDLE_KEEP`]. Returns
+    /// whether any are left.
+    fn reap_slot(&self, slot: usize) -> bool {
+        let all = self.shared.someone_waits(slot);
+        let closed = {
+            let mut pool = self.pool(slot);
+            let before = pool.len();
+            pool.retain(|i| !all && i.since.elapsed() < IDLE_KEEP);
+            before - pool.len()
+        };
+        for _ in 0..closed {
+            self.count_idle(slot, false);
+            self.count_kept(slot, false);
+        }
+        !self.pool(slot).is_empty()
+    }
+
+    /// One pass of the reaper over every slot. Returns whether any idle
+    /// connections are left.
     pub fn reap_once(&self) -> bool {
         let mut left = false;
         for slot in 0..MAX_CLASSES {
-            let mut closed = 0u32;
-            {
-                let mut pool = self.pool(slot);
-                pool.retain(|i| {
-                    if i.since.elapsed() >= IDLE_KEEP {
-                        closed += 1;
-                        false
-                    } else {
-                        true
-                    }
-                });
-                while !pool.is_empty() && self.shared.take_release(slot) {
-                    // The oldest idle connection goes first.
-                    pool.remove(0);
-                    closed += 1;
-                }
-                left |= !pool.is_empty();
-            }
-            for _ in 0..closed {
-                self.count_idle(slot, false);
-                self.count_kept(slot, false);
-            }
+            left |= self.reap_slot(slot);
         }
         left
     }
@@ -558,18 +569,27 @@ impl Lease {
         self.pooled.take()
     }
 
-    /// The request has waited [`RELEASE_AFTER`] for a fresh connection to
-    /// answer: ask for one kept connection to be closed (once per request).
-    pub fn want_release(&mut self) {
-        if !self.released && !self.reused {
-            self.released = true;
-            self.reuse.shared.post_release(self.slot);
+    /// A fresh connection was made for this request: it waits (perhaps in
+    /// the listen backlog) until [`Lease::answered`].
+    pub fn connected_fresh(&mut self) {
+        if !self.waiting {
+            self.waiting = true;
+            self.reuse.count_waiting(self.slot, true);
+        }
+    }
+
+    /// The application's first byte arrived: the request no longer waits.
+    pub fn answered(&mut self) {
+        if self.waiting {
+            self.waiting = false;
+            self.reuse.count_waiting(self.slot, false);
         }
     }
 
     /// The request is over: `conn` goes back to the pool when `reusable`
     /// (and kept), otherwise it is closed.
     pub fn finish(mut self, conn: AppConn, reusable: bool) {
+        self.answered();
         if self.keep && reusable {
             self.keep = false; // the pool owns the count now
             self.reuse.give_back(self.slot, conn);
@@ -579,6 +599,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.answered();
         if self.keep {
             self.pooled = None;
             self.reuse.count_kept(self.slot, false);
@@ -676,31 +697,41 @@ mod tests {
     }
 
     #[test]
-    fn release_closes_returning_and_idle_connections() {
-        let (reuse, slot, _) = setup(Cap::Fixed(2));
+    fn waiting_requests_make_kept_connections_go() {
+        let (reuse, slot, _) = setup(Cap::Fixed(3));
         let (c1, _a1) = pair();
         let (c2, _a2) = pair();
-        let (busy1, busy2) = (reuse.lease(slot), reuse.lease(slot));
-        let mut waiting = reuse.lease(slot);
-        assert!(!waiting.keep(), "cap reached");
-        waiting.want_release();
-        waiting.want_release(); // once per request
-        assert_eq!(reuse.shared().counts(slot), (2, 2, 0, 1));
-        // The next kept connection to come back is closed, not pooled.
-        busy2.finish(c2, true);
-        assert_eq!(reuse.shared().counts(slot), (2, 1, 0, 0));
-        // An idle one is closed by the reaper when a release is posted.
-        busy1.finish(c1, true);
-        assert_eq!(reuse.shared().counts(slot), (2, 1, 1, 0));
-        reuse.shared().post_release(slot);
+        let (l1, l2, mut w) = (reuse.lease(slot), reuse.lease(slot), reuse.lease(slot));
+        l1.finish(c1, true); // idle
+        assert_eq!(reuse.shared().counts(slot), (3, 3, 1, 0));
+        // A request connects fresh and waits for its answer.
+        assert!(!w.reused() && w.keep(), "the third kept slot");
+        w.connected_fresh();
+        w.connected_fresh(); // counted once
+        assert_eq!(reuse.shared().counts(slot), (3, 3, 1, 1));
+        // The reaper closes the idle one; the busy one is closed when it
+        // comes back; the pool is not used meanwhile.
         assert!(!reuse.reap_once());
-        assert_eq!(reuse.shared().counts(slot), (2, 0, 0, 0));
-        // Pending releases are bounded by cap.
-        for _ in 0..5 {
-            reuse.shared().post_release(slot);
-        }
-        assert_eq!(reuse.shared().counts(slot).3, 2);
-        drop(waiting);
+        assert_eq!(reuse.shared().counts(slot), (3, 2, 0, 1));
+        l2.finish(c2, true);
+        assert_eq!(reuse.shared().counts(slot), (3, 1, 0, 1));
+        // Answered: connections are kept again.
+        w.answered();
+        let (c3, _a3) = pair();
+        w.finish(c3, true);
+        assert_eq!(reuse.shared().counts(slot), (3, 1, 1, 0));
+        let mut again = reuse.lease(slot);
+        assert!(again.reused());
+        // A waiter elsewhere: the idle connection is given up, not used.
+        let c = again.take_pooled().unwrap();
+        again.finish(c, true);
+        let mut other = reuse.lease(slot);
+        other.connected_fresh();
+        let l = reuse.lease(slot);
+        assert!(!l.reused(), "no queue jumping");
+        assert_eq!(reuse.shared().counts(slot).2, 0, "the idle one was closed");
+        drop((l, other));
+        assert_eq!(reuse.shared().counts(slot), (3, 0, 0, 0));
     }
 
     #[test]
@@ -723,16 +754,18 @@ mod tests {
         let slot = shared.publish(&addr, Cap::Fixed(3)).unwrap();
         let pid = crate::sys::fork::fork_run(move || {
             let r: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
-            let l = r.lease(slot);
-            std::mem::forget(l); // dies holding a kept connection
+            let mut l = r.lease(slot);
+            l.connected_fresh();
+            std::mem::forget(l); // dies holding a kept connection, waiting
             0
         })
         .unwrap();
         let _ = nix::sys::wait::waitpid(pid, None);
         assert_eq!(shared.counts(slot).1, 1);
+        assert_eq!(shared.counts(slot).3, 1);
         let me: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
         assert!(me.lease(slot).keep()); // claims a row, reclaiming the dead one
-        assert_eq!(shared.counts(slot).1, 0);
+        assert_eq!(shared.counts(slot), (3, 0, 0, 0));
         me.child_exit();
         assert!(shared.rows.iter().all(|r| r.pid.load(SeqCst) == 0));
     }

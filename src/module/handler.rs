@@ -11,7 +11,7 @@ use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
 use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, Server};
 use crate::gateway::exchange::{self, ClientGone};
-use crate::gateway::reuse::{self, Lease};
+use crate::gateway::reuse::Lease;
 use crate::gateway::spool::Spool;
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
@@ -120,10 +120,13 @@ impl Frontend for HttpdFrontend<'_> {
             notify(self.r, &ReqMsg::Nudge(d.key.clone()));
             return true;
         }
-        if let Some(lease) = self.lease.as_mut() {
-            lease.want_release();
-        }
         false
+    }
+
+    fn answered(&mut self) {
+        if let Some(lease) = self.lease.as_mut() {
+            lease.answered();
+        }
     }
 
     fn stderr(&mut self, event: StderrEvent<'_>) {
@@ -427,7 +430,13 @@ pub fn serve_with(
     let reused = pooled.is_some();
     let connected = match pooled {
         Some(c) => Ok(c),
-        None => connect(),
+        None => {
+            let c = connect();
+            if let (Ok(_), Some(l)) = (&c, lease.as_mut()) {
+                l.connected_fresh();
+            }
+            c
+        }
     };
     let connected_at = Instant::now();
     let mut conn = match connected {
@@ -465,7 +474,6 @@ pub fn serve_with(
         max_header_bytes: MAX_HEADER_BYTES,
         nudge_after: match how {
             Connect::Dynamic(d) => Some(d.start_delay),
-            _ if lease.is_some() && !reused => Some(reuse::RELEASE_AFTER),
             _ => None,
         },
         reused,
