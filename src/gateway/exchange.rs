@@ -848,18 +848,18 @@ mod tests {
         assert_eq!(calls, 0);
     }
 
-    #[test]
-    fn kept_connection_closed_mid_body_is_not_retried() {
-        // The application took part of a large body, then reset the
-        // connection: part of the request was sent, so it is not sent again.
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let t = thread::spawn(move || {
-            let mut got = vec![0u8; 150_000];
-            theirs.read_exact(&mut got).unwrap();
-        });
+    /// Runs a request with a body of `len` bytes on a "reused" connection
+    /// served by `app`; returns the result and how often a retry was asked for.
+    #[allow(clippy::result_large_err)]
+    fn run_reused_with(
+        len: usize,
+        app: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> (Result<Outcome, ExchangeError>, usize) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let t = thread::spawn(move || app(theirs));
         let mut conn = AppConn::from_stream(ours).unwrap();
         let mut fake = Fake {
-            body: body(3 << 20),
+            body: body(len),
             piece: 65536,
             ..Default::default()
         };
@@ -871,6 +871,17 @@ mod tests {
         let o = ExchangeOpts { reused: true, ..opts() };
         let r = run(&mut conn, &mut fake, &o, &mut request_bufs(), Some(&mut retry));
         t.join().unwrap();
+        (r, calls)
+    }
+
+    #[test]
+    fn kept_connection_closed_mid_body_is_not_retried() {
+        // The application took part of a large body, then reset the
+        // connection: part of the request was sent, so it is not sent again.
+        let (r, calls) = run_reused_with(3 << 20, |mut theirs| {
+            let mut got = vec![0u8; 150_000];
+            theirs.read_exact(&mut got).unwrap();
+        });
         assert!(r.is_err());
         assert_eq!(calls, 0);
     }
@@ -879,24 +890,9 @@ mod tests {
     fn quiet_close_after_taking_a_body_is_not_retried() {
         // The application read the request (body included) and closed without
         // a word: it may have acted on it, so it is not sent twice.
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let t = thread::spawn(move || {
+        let (r, calls) = run_reused_with(10, |mut theirs| {
             read_request(&mut theirs);
         });
-        let mut conn = AppConn::from_stream(ours).unwrap();
-        let mut fake = Fake {
-            body: body(10),
-            piece: 10,
-            ..Default::default()
-        };
-        let mut calls = 0;
-        let mut retry = || {
-            calls += 1;
-            None
-        };
-        let o = ExchangeOpts { reused: true, ..opts() };
-        let r = run(&mut conn, &mut fake, &o, &mut request_bufs(), Some(&mut retry));
-        t.join().unwrap();
         assert!(matches!(
             r,
             Err(ExchangeError {

@@ -245,45 +245,37 @@ impl Reuse {
         self.pools[slot].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn count_kept(&self, slot: usize, up: bool) {
-        let c = &self.shared.classes[slot];
-        if let Some(row) = self.row() {
+    /// Moves this child's share of one count of `slot` — and the class's
+    /// total, when given — up or down by one.
+    fn count(&self, slot: usize, up: bool, share: fn(&Row) -> &[AtomicU32; MAX_CLASSES], total: Option<&AtomicU32>) {
+        let Some(row) = self.row() else { return };
+        for counter in std::iter::once(&share(row)[slot]).chain(total) {
             if up {
-                row.kept[slot].fetch_add(1, SeqCst);
+                counter.fetch_add(1, SeqCst);
             } else {
-                sub_sat(&row.kept[slot], 1);
-                sub_sat(&c.kept, 1);
+                sub_sat(counter, 1);
             }
         }
     }
 
-    fn count_waiting(&self, slot: usize, up: bool) {
-        let c = &self.shared.classes[slot];
-        if let Some(row) = self.row() {
-            if up {
-                row.waiting[slot].fetch_add(1, SeqCst);
-                c.waiting.fetch_add(1, SeqCst);
-                if c.idle.load(SeqCst) > 0 {
-                    self.shared.seq.fetch_add(1, SeqCst);
-                    shm::futex_wake_all(&self.shared.seq);
-                }
-            } else {
-                sub_sat(&row.waiting[slot], 1);
-                sub_sat(&c.waiting, 1);
-            }
-        }
+    /// (The class total of `kept` goes up in [`Reuse::reserve`], bounded.)
+    fn count_kept(&self, slot: usize, up: bool) {
+        let total = (!up).then_some(&self.shared.classes[slot].kept);
+        self.count(slot, up, |r| &r.kept, total);
     }
 
     fn count_idle(&self, slot: usize, up: bool) {
+        self.count(slot, up, |r| &r.idle, Some(&self.shared.classes[slot].idle));
+    }
+
+    /// A request starting to wait wakes the children's reapers when some
+    /// connection is idle.
+    fn count_waiting(&self, slot: usize, up: bool) {
         let c = &self.shared.classes[slot];
-        if let Some(row) = self.row() {
-            if up {
-                row.idle[slot].fetch_add(1, SeqCst);
-                c.idle.fetch_add(1, SeqCst);
-            } else {
-                sub_sat(&row.idle[slot], 1);
-                sub_sat(&c.idle, 1);
-            }
+        self.count(slot, up, |r| &r.waiting, Some(&c.waiting));
+        if up && c.idle.load(SeqCst) > 0 {
+            self.shared.seq.fetch_add(1, SeqCst);
+            shm::futex_wake_all(&self.shared.seq);
         }
     }
 
