@@ -18,6 +18,7 @@
  *   GET  .../big    -> 200, 1 MiB: byte i is 'a' + i % 26
  *   POST .../post   -> 200, reads the whole request body, answers its length in
  *                      decimal (e.g. "1048576"), no newline
+ *   GET  .../huge   -> 200, 1 GiB: the 1 MiB body 1024 times (bench/run --huge)
  *   anything else   -> 404
  *
  * Every response carries Content-Length.  Request bodies are always read to the end
@@ -126,6 +127,15 @@ int main(int argc, char **argv)
                 reply(&req, "200 OK", SMALL_BODY, sizeof SMALL_BODY - 1);
             else if (route_is(uri, n, query, "big"))
                 reply(&req, "200 OK", big, BIG_LEN);
+            else if (route_is(uri, n, query, "huge")) {
+                int i;
+                FCGX_FPrintF(req.out, "Status: 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                                      "Content-Length: %lu\r\n\r\n",
+                             (unsigned long)BIG_LEN * 1024UL);
+                for (i = 0; i < 1024; i++)
+                    if (FCGX_PutStr(big, BIG_LEN, req.out) < 0)
+                        break;
+            }
             else
                 reply(&req, "404 Not Found", "not found\n", 10);
         }

@@ -24,7 +24,12 @@
 //!    have died, an external count may be wrong). Under more load than the
 //!    application has processes this turns reuse off by itself; below that,
 //!    every request reuses a connection.
-//! 3. **Reused only when clean**: a connection goes back to the pool only
+//! 3. **Handed over within a child**: when every kept connection is open
+//!    and some of them belong to this child (busy in its other threads), a
+//!    request waits up to [`LOCAL_WAIT`] for one to come back instead of
+//!    queueing in the listen backlog behind them (as mod_proxy_fcgi's
+//!    connection pool does, but bounded by the application's capacity).
+//! 4. **Reused only when clean**: a connection goes back to the pool only
 //!    after `FCGI_END_REQUEST` with the whole request sent and nothing read
 //!    beyond it; before reuse it is polled, and one the application closed
 //!    (libfcgi closes a kept connection whose request left input unread) is
@@ -40,7 +45,7 @@ use crate::proto::{self, Decoder, Event};
 use crate::sys::shm;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::{Condvar, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Applications with reuse (slots in the shared table).
@@ -50,6 +55,9 @@ pub const MAX_CLASSES: usize = 64;
 pub const MAX_ROWS: usize = 1024;
 /// An idle kept connection is closed after this long.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
+/// How long a request waits for one of its child's busy kept connections
+/// when all are open, before it connects without keeping.
+pub const LOCAL_WAIT: Duration = Duration::from_millis(20);
 /// How long the `FCGI_GET_VALUES` question may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// The `cap` of a class whose capacity is still to be asked for.
@@ -204,6 +212,9 @@ pub struct Reuse {
     pid: i32,
     row: OnceLock<Option<usize>>,
     pools: [Mutex<Vec<Idle>>; MAX_CLASSES],
+    /// Signalled when a connection comes back to a pool or a kept one of
+    /// this child is closed.
+    returned: [Condvar; MAX_CLASSES],
     reaper: Once,
 }
 
@@ -228,6 +239,7 @@ impl Reuse {
             pid: std::process::id() as i32,
             row: OnceLock::new(),
             pools: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            returned: std::array::from_fn(|_| Condvar::new()),
             reaper: Once::new(),
         }
     }
@@ -262,6 +274,9 @@ impl Reuse {
     fn count_kept(&self, slot: usize, up: bool) {
         let total = (!up).then_some(&self.shared.classes[slot].kept);
         self.count(slot, up, |r| &r.kept, total);
+        if !up {
+            self.returned[slot].notify_one();
+        }
     }
 
     fn count_idle(&self, slot: usize, up: bool) {
@@ -324,23 +339,35 @@ impl Reuse {
             waiting: false,
         };
         // (Claiming this child's row first reclaims those of dead children.)
-        let _ = self.row();
-        // While anyone waits for a process, idle kept connections are given
-        // up rather than used (they would jump the queue).
-        let pooled = if self.shared.someone_waits(slot) {
-            self.reap_slot(slot);
-            None
-        } else {
-            self.pop_idle(slot)
-        };
-        if let Some(conn) = pooled {
-            lease.keep = true;
-            lease.reused = true;
-            lease.pooled = Some(conn);
-        } else {
-            lease.keep = self.reserve(slot);
+        let Some(row) = self.row() else { return lease };
+        let deadline = Instant::now() + LOCAL_WAIT;
+        loop {
+            // While anyone waits for a process, idle kept connections are
+            // given up rather than used (they would jump the queue).
+            if self.shared.someone_waits(slot) {
+                self.reap_slot(slot);
+            } else if let Some(conn) = self.pop_idle(slot) {
+                lease.keep = true;
+                lease.reused = true;
+                lease.pooled = Some(conn);
+                return lease;
+            }
+            if self.reserve(slot) {
+                lease.keep = true;
+                return lease;
+            }
+            // Every kept connection is open. If some are this child's (busy
+            // in other threads), wait a moment for one to come back rather
+            // than queueing in the listen backlog behind them.
+            let now = Instant::now();
+            if row.kept[slot].load(SeqCst) == 0 || now >= deadline || self.shared.someone_waits(slot) {
+                return lease;
+            }
+            let pool = self.pool(slot);
+            if pool.is_empty() {
+                let _ = self.returned[slot].wait_timeout(pool, deadline - now);
+            }
         }
-        lease
     }
 
     /// Back from a request: pool `conn` unless a request waits for a
@@ -355,6 +382,7 @@ impl Reuse {
             conn,
             since: Instant::now(),
         });
+        self.returned[slot].notify_one();
         self.count_idle(slot, true);
         self.reaper.call_once(|| {
             let _ = std::thread::Builder::new()
@@ -724,6 +752,24 @@ mod tests {
         assert_eq!(reuse.shared().counts(slot).2, 0, "the idle one was closed");
         drop((l, other));
         assert_eq!(reuse.shared().counts(slot), (3, 0, 0, 0));
+    }
+
+    #[test]
+    fn busy_kept_connection_is_handed_to_a_waiting_thread() {
+        let (reuse, slot, _) = setup(Cap::Fixed(1));
+        let (c1, _a1) = pair();
+        let l1 = reuse.lease(slot);
+        assert!(l1.keep());
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            l1.finish(c1, true);
+        });
+        let start = Instant::now();
+        let l2 = reuse.lease(slot);
+        assert!(l2.reused(), "waited for the busy one");
+        assert!(start.elapsed() < LOCAL_WAIT * 5);
+        t.join().unwrap();
+        drop(l2);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 use crate::ffi;
 use std::ptr::NonNull;
 
+/// The most one input filter read asks for (mod_proxy_fcgi reads 8 KiB
+/// at a time too).
+const READ_PIECE: usize = 8 * 1024;
+
 /// A brigade allocated from a request pool (freed with the pool).
 pub struct Brigade {
     raw: NonNull<ffi::apr_bucket_brigade>,
@@ -33,8 +37,15 @@ impl Brigade {
         self.raw.as_ptr()
     }
 
-    /// Reads up to `max` bytes from `filters` (blocking), calling `sink` for
-    /// every data block in order. Returns whether EOS was seen.
+    /// Reads up to `max` bytes from `filters`, calling `sink` for every data
+    /// block in order. Returns whether EOS was seen.
+    ///
+    /// The first read blocks; further reads only take what is already there
+    /// (we never block while holding data to send). Each read asks for at
+    /// most READ_PIECE bytes and its buckets are freed before the next one,
+    /// so the core input filter holds one or two 8000-byte heap buckets at a
+    /// time instead of up to nine: the connection's bucket allocator keeps
+    /// every buffer it ever handed out on its free list.
     ///
     /// # Safety
     /// `filters` must be the request's valid input filter chain.
@@ -44,15 +55,53 @@ impl Brigade {
         max: usize,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<bool, ffi::apr_status_t> {
+        let mut total = 0usize;
+        let mut block = ffi::apr_read_type_e_APR_BLOCK_READ;
+        loop {
+            let want = (max - total).min(READ_PIECE);
+            // SAFETY: valid filter chain per the contract.
+            match unsafe { self.read_once(filters, want, block, sink) } {
+                Ok(None) => return Ok(true),
+                Ok(Some(got)) => {
+                    total += got;
+                    if got == 0 || total >= max {
+                        return Ok(false);
+                    }
+                }
+                // Non-blocking: nothing more for now.
+                Err(rv)
+                    if block == ffi::apr_read_type_e_APR_NONBLOCK_READ
+                        && rv == ffi::APR_EAGAIN as ffi::apr_status_t =>
+                {
+                    return Ok(false);
+                }
+                Err(rv) => return Err(rv),
+            }
+            block = ffi::apr_read_type_e_APR_NONBLOCK_READ;
+        }
+    }
+
+    /// One `ap_get_brigade` of at most `max` bytes: how many data bytes went
+    /// to `sink`, or None at EOS.
+    ///
+    /// # Safety
+    /// `filters` must be the request's valid input filter chain.
+    unsafe fn read_once(
+        &mut self,
+        filters: *mut ffi::ap_filter_t,
+        max: usize,
+        block: ffi::apr_read_type_e,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<Option<usize>, ffi::apr_status_t> {
         let bb = self.as_ptr();
-        // SAFETY: valid filter chain and brigade; blocking read of at most
-        // `max` bytes.
+        // SAFETY: valid filter chain and brigade; a read of at most `max`
+        // bytes.
         let rv = unsafe {
             ffi::ap_get_brigade(
                 filters,
                 bb,
                 ffi::ap_input_mode_t_AP_MODE_READBYTES,
-                ffi::apr_read_type_e_APR_BLOCK_READ,
+                block,
                 max as ffi::apr_off_t,
             )
         };
@@ -62,6 +111,7 @@ impl Brigade {
             return Err(rv);
         }
         let mut eos = false;
+        let mut got = 0usize;
         // SAFETY: we walk the brigade's own list with the shim's macro
         // wrappers; each bucket is valid until deleted by cleanup below.
         unsafe {
@@ -81,13 +131,14 @@ impl Brigade {
                     }
                     if len > 0 && !data.is_null() {
                         sink(std::slice::from_raw_parts(data.cast::<u8>(), len));
+                        got += len;
                     }
                 }
                 b = ffi::fcgi_shim_bucket_next(bb, b);
             }
             ffi::apr_brigade_cleanup(bb.cast());
         }
-        Ok(eos)
+        Ok(if eos { None } else { Some(got) })
     }
 
     /// Appends a transient bucket referring to `data` (httpd copies it only
