@@ -102,6 +102,9 @@ pub struct Shared {
     /// Bumped (and futex-woken) when a request starts waiting while
     /// connections are idle somewhere.
     seq: AtomicU32,
+    /// 1 from such a wake until a reaper starts its pass: later waiters need
+    /// not wake anyone again (one futex call per reaper pass at most).
+    wake_pending: AtomicU32,
     classes: [ClassSlot; MAX_CLASSES],
     rows: [Row; MAX_ROWS],
 }
@@ -288,7 +291,7 @@ impl Reuse {
     fn count_waiting(&self, slot: usize, up: bool) {
         let c = &self.shared.classes[slot];
         self.count(slot, up, |r| &r.waiting, Some(&c.waiting));
-        if up && c.idle.load(SeqCst) > 0 {
+        if up && c.idle.load(SeqCst) > 0 && self.shared.wake_pending.swap(1, SeqCst) == 0 {
             self.shared.seq.fetch_add(1, SeqCst);
             shm::futex_wake_all(&self.shared.seq);
         }
@@ -412,9 +415,13 @@ impl Reuse {
     /// One pass of the reaper over every slot. Returns whether any idle
     /// connections are left.
     pub fn reap_once(&self) -> bool {
+        self.shared.wake_pending.store(0, SeqCst);
+        let Some(row) = self.row() else { return false };
         let mut left = false;
         for slot in 0..MAX_CLASSES {
-            left |= self.reap_slot(slot);
+            if row.idle[slot].load(SeqCst) > 0 {
+                left |= self.reap_slot(slot);
+            }
         }
         left
     }
