@@ -89,7 +89,6 @@ pub struct ClassSlot {
 /// One httpd child's share of the counts (for reclaiming a dead child's).
 #[repr(C)]
 pub struct Row {
-    pid: AtomicI32,
     kept: [AtomicU32; MAX_CLASSES],
     idle: [AtomicU32; MAX_CLASSES],
     waiting: [AtomicU32; MAX_CLASSES],
@@ -106,6 +105,9 @@ pub struct Shared {
     /// not wake anyone again (one futex call per reaper pass at most).
     wake_pending: AtomicU32,
     classes: [ClassSlot; MAX_CLASSES],
+    /// The owner of each row (0 = free), apart from the counts so that a
+    /// scan for dead owners reads one page, not every row.
+    pids: [AtomicI32; MAX_ROWS],
     rows: [Row; MAX_ROWS],
 }
 
@@ -177,16 +179,16 @@ impl Shared {
     /// Claims a row for `pid`, reclaiming rows of dead processes on the way.
     fn claim_row(&self, pid: i32) -> Option<usize> {
         self.reclaim_dead_rows(pid);
-        (0..MAX_ROWS).find(|&i| self.rows[i].pid.compare_exchange(0, pid, SeqCst, SeqCst).is_ok())
+        (0..MAX_ROWS).find(|&i| self.pids[i].compare_exchange(0, pid, SeqCst, SeqCst).is_ok())
     }
 
     /// Gives back the counts of rows whose process is gone.
     fn reclaim_dead_rows(&self, me: i32) {
-        for row in &self.rows {
-            let pid = row.pid.load(SeqCst);
+        for (owner, row) in self.pids.iter().zip(&self.rows) {
+            let pid = owner.load(SeqCst);
             if pid != 0 && pid != me && !shm::process_exists(pid) {
                 self.drop_row(row);
-                let _ = row.pid.compare_exchange(pid, 0, SeqCst, SeqCst);
+                let _ = owner.compare_exchange(pid, 0, SeqCst, SeqCst);
             }
         }
     }
@@ -455,9 +457,8 @@ impl Reuse {
             }
         }
         if let Some(Some(i)) = self.row.get() {
-            let row = &self.shared.rows[*i];
-            self.shared.drop_row(row);
-            row.pid.store(0, SeqCst);
+            self.shared.drop_row(&self.shared.rows[*i]);
+            self.shared.pids[*i].store(0, SeqCst);
         }
     }
 
@@ -812,7 +813,7 @@ mod tests {
         assert!(me.lease(slot).keep()); // claims a row, reclaiming the dead one
         assert_eq!(shared.counts(slot), (3, 0, 0, 0));
         me.child_exit();
-        assert!(shared.rows.iter().all(|r| r.pid.load(SeqCst) == 0));
+        assert!(shared.pids.iter().all(|p| p.load(SeqCst) == 0));
     }
 
     /// A minimal application answering FCGI_GET_VALUES like libfcgi.

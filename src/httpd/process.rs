@@ -155,7 +155,8 @@ pub fn retained_pm() -> &'static RetainedPm {
 /// restart or DSO reload through its address in httpd's retained data.
 pub fn reuse_table(create: bool) -> Option<&'static crate::gateway::reuse::Shared> {
     use std::sync::atomic::AtomicUsize;
-    const KEY: &CStr = c"mod_fastcgi:reuse/1";
+    // The key names the table's layout (see retained_pm).
+    const KEY: &CStr = c"mod_fastcgi:reuse/2";
     // SAFETY: as for retained_pm: a zeroed, process-lifetime block holding
     // one address, written only by the single-threaded parent.
     let slot = unsafe {
