@@ -153,6 +153,12 @@ impl Brigade {
         }
     }
 
+    /// Whether the brigade holds no bucket.
+    pub fn is_empty(&self) -> bool {
+        // SAFETY: valid brigade; only its list head is read.
+        unsafe { ffi::fcgi_shim_brigade_first(self.as_ptr()).is_null() }
+    }
+
     /// Appends a copy of `data` (small writes are coalesced into heap
     /// buckets of about 8 KiB, so many small pieces become one write).
     pub fn write_copy(&mut self, data: &[u8]) -> ffi::apr_status_t {

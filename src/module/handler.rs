@@ -51,6 +51,9 @@ struct HttpdFrontend<'a> {
     dynamic: Option<&'a DynamicCtx>,
     /// Bytes copied into `out` and not passed yet.
     pending: usize,
+    /// `out` holds transient buckets pointing into the exchange's read
+    /// buffer: they are passed before the next read (`read_consumed`).
+    transient: bool,
     /// Connection reuse for this request.
     lease: Option<Lease>,
 }
@@ -88,10 +91,12 @@ impl Frontend for HttpdFrontend<'_> {
     }
 
     fn body(&mut self, data: &[u8]) -> Result<(), ClientGone> {
-        // Small pieces are copied and held, so a small response leaves with
-        // its headers and the final EOS in one write; large ones go down
-        // the filters at once without a copy (transient bucket).
-        if data.len() < COALESCE_BELOW && self.pending + data.len() <= HOLD_AT_MOST {
+        // Small pieces are copied and held while the response is small, so
+        // it leaves with its headers and the final EOS in one write; once
+        // it is larger, pieces go down the filters without a copy
+        // (transient buckets into the read buffer, passed together after
+        // each read).
+        if !self.transient && data.len() < COALESCE_BELOW && self.pending + data.len() <= HOLD_AT_MOST {
             if self.out.write_copy(data) != 0 {
                 return Err(ClientGone);
             }
@@ -100,6 +105,14 @@ impl Frontend for HttpdFrontend<'_> {
         }
         self.out.push_transient(data);
         self.pending = 0;
+        self.transient = true;
+        Ok(())
+    }
+
+    fn read_consumed(&mut self) -> Result<(), ClientGone> {
+        if !self.transient || self.out.is_empty() {
+            return Ok(());
+        }
         if self.r.pass(&mut self.out) != 0 || self.r.connection_aborted() {
             return Err(ClientGone);
         }
@@ -494,6 +507,7 @@ pub fn serve_with(
         warned_long_stderr: false,
         dynamic,
         pending: 0,
+        transient: false,
         lease,
     };
     let mut reconnect = || connect().ok();
