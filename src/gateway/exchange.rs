@@ -71,6 +71,9 @@ pub trait Frontend {
     }
     /// The first byte of the response arrived.
     fn answered(&mut self) {}
+    /// A stale kept connection was replaced by a fresh one (see
+    /// [`ExchangeOpts::reused`]).
+    fn reconnected(&mut self) {}
     /// Everything of one read from the application has been handed over:
     /// data given to [`Frontend::body`] may point into the read buffer,
     /// which the next read overwrites, so it must be passed on now.
@@ -336,6 +339,7 @@ pub fn run(
                 if let Some(fresh) = retry.take().and_then(|r| r()) {
                     *conn = fresh;
                     retried = true;
+                    fe.reconnected();
                     let body_done = st.body_done;
                     let stdin_bytes = st.stdin_bytes;
                     st = State::new(opts);
@@ -631,9 +635,13 @@ mod tests {
         /// Body bytes received since the last `read_consumed`, per call.
         since_consumed: usize,
         consumed_calls: Vec<usize>,
+        reconnects: usize,
     }
 
     impl Frontend for Fake {
+        fn reconnected(&mut self) {
+            self.reconnects += 1;
+        }
         fn read_consumed(&mut self) -> Result<(), ClientGone> {
             self.consumed_calls.push(std::mem::take(&mut self.since_consumed));
             Ok(())
@@ -875,6 +883,7 @@ mod tests {
         let r = r.unwrap();
         assert!(r.retried && r.reusable);
         assert_eq!((calls, fake.out.as_slice()), (1, b"fresh 0".as_slice()));
+        assert_eq!(fake.reconnects, 1, "the frontend hears of the new connection");
         // A small body is still in hand: sent again (EPIPE: nothing was taken).
         let mut fake = Fake {
             body: body(1000),

@@ -142,6 +142,13 @@ impl Frontend for HttpdFrontend<'_> {
         }
     }
 
+    fn reconnected(&mut self) {
+        // The new connection may wait in the backlog like any fresh one.
+        if let Some(lease) = self.lease.as_mut() {
+            lease.connected_fresh();
+        }
+    }
+
     fn stderr(&mut self, event: StderrEvent<'_>) {
         let app = self.app;
         match event {
