@@ -22,7 +22,9 @@
 //! they could appear on a response another module granted, AU-23).
 
 use super::env;
-use super::handler::{notify, DECLINED, MAX_HEADER_BYTES, OK};
+use super::handler::{
+    dynamic_conn_options, dynamic_start_delay, notify, start_dynamic, DECLINED, MAX_HEADER_BYTES, OK,
+};
 use super::routing::{self, Refusal};
 use crate::cgi::{ResponseHead, StderrEvent};
 use crate::config::{AppAddr, AuthRole, ConfigState, ConnOptions, DirAuthConfig, Server};
@@ -31,7 +33,6 @@ use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeError, ExchangeOpts
 use crate::httpd::{Level, Request, Table};
 use crate::pm::req::{ClassKey, ReqMsg};
 use crate::proto::Role;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -250,37 +251,14 @@ impl Target {
             group: "-".into(),
         };
         let sock = state.dynamic_socket_for(file, "-", "-");
-        match std::fs::metadata(&sock) {
-            Err(_) => notify(r, &ReqMsg::Start(key.clone())),
-            Ok(sock_meta) if d.auto_update => {
-                let newer = std::fs::metadata(file)
-                    .map(|m| m.mtime() > sock_meta.mtime())
-                    .unwrap_or(false);
-                if newer {
-                    notify(r, &ReqMsg::Restart(key.clone()));
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-            Ok(_) => {}
-        }
+        start_dynamic(r, d, file, &sock, &key);
         Target {
             app: file.to_string_lossy().into_owned(),
             addr: AppAddr::Unix(sock),
-            opts: ConnOptions {
-                app_conn_timeout: d.app_conn_timeout,
-                idle_timeout: d.idle_timeout,
-                flush: false,
-                pass_headers: d.pass_headers.clone(),
-                nph: false,
-                user: None,
-                group: None,
-                // Dynamic applications are never kept: the process manager
-                // counts and stops their processes by load.
-                keep_conn: Some(0),
-            },
+            opts: dynamic_conn_options(d, false),
             how: How::Dynamic {
                 key,
-                start_delay: Duration::from_secs(u64::from(d.start_delay.max(1))),
+                start_delay: dynamic_start_delay(d),
             },
         }
     }

@@ -9,7 +9,7 @@ use super::env;
 use super::routing::{self, HANDLER};
 use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
 use crate::config::ConfigState;
-use crate::config::{AppAddr, ConnOptions, Server};
+use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::Lease;
 use crate::gateway::spool::Spool;
@@ -263,10 +263,32 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         user,
         group,
     };
-    match std::fs::metadata(&sock) {
+    start_dynamic(r, d, &file, &sock, &key);
+    let opts = dynamic_conn_options(d, d.flush);
+    let app = file.to_string_lossy().into_owned();
+    let dynamic = DynamicCtx {
+        key,
+        start_delay: dynamic_start_delay(d),
+    };
+    serve_with(
+        r,
+        &app,
+        &AppAddr::Unix(sock),
+        &opts,
+        state.effective_ipc_dir(),
+        Connect::Dynamic(&dynamic),
+    )
+}
+
+/// Asks the process manager to start the dynamic class `key` when its
+/// socket `sock` is missing, or — with `-autoUpdate` — to restart it when
+/// `file` is newer than the socket (shared by the handler and the
+/// authorizer roles).
+pub(crate) fn start_dynamic(r: &Request, d: &DynamicConfig, file: &Path, sock: &Path, key: &ClassKey) {
+    match std::fs::metadata(sock) {
         Err(_) => notify(r, &ReqMsg::Start(key.clone())),
         Ok(sock_meta) if d.auto_update => {
-            let newer = std::fs::metadata(&file)
+            let newer = std::fs::metadata(file)
                 .map(|m| m.mtime() > sock_meta.mtime())
                 .unwrap_or(false);
             if newer {
@@ -278,10 +300,14 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         }
         Ok(_) => {}
     }
-    let opts = ConnOptions {
+}
+
+/// The connection options of a dynamic application (`FastCgiConfig`).
+pub(crate) fn dynamic_conn_options(d: &DynamicConfig, flush: bool) -> ConnOptions {
+    ConnOptions {
         app_conn_timeout: d.app_conn_timeout,
         idle_timeout: d.idle_timeout,
-        flush: d.flush,
+        flush,
         pass_headers: d.pass_headers.clone(),
         nph: false,
         user: None,
@@ -289,20 +315,13 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         // Dynamic applications are never kept: the process manager counts
         // and stops their processes by load.
         keep_conn: Some(0),
-    };
-    let app = file.to_string_lossy().into_owned();
-    let dynamic = DynamicCtx {
-        key,
-        start_delay: Duration::from_secs(u64::from(d.start_delay.max(1))),
-    };
-    serve_with(
-        r,
-        &app,
-        &AppAddr::Unix(sock),
-        &opts,
-        state.effective_ipc_dir(),
-        Connect::Dynamic(&dynamic),
-    )
+    }
+}
+
+/// How long a dynamic request waits for an answer before it asks the
+/// process manager for another process (`-startDelay`, at least 1 s).
+pub(crate) fn dynamic_start_delay(d: &DynamicConfig) -> Duration {
+    Duration::from_secs(u64::from(d.start_delay.max(1)))
 }
 
 /// What a dynamic request needs to talk to the process manager.
