@@ -194,14 +194,32 @@ fn later(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Class {
+    /// A static class: `spec.processes` slots, all scheduled to start.
     fn new(id: ClassId, spec: ClassSpec) -> Class {
         let slot = Slot {
             scheduled: true,
             ..Slot::default()
         };
+        Class::with_slots(id, ClassKind::Static, spec, slot, None)
+    }
+
+    /// A dynamic class: `spec.processes` slots (`maxClassProcesses`), none scheduled.
+    fn new_dynamic(id: ClassId, spec: ClassSpec, key: ClassKey, wall: SystemTime) -> Class {
+        let dynamic = DynState {
+            key,
+            conn_sum_us: 0,
+            smoothed_us: 0.0,
+            started_wall: wall,
+        };
+        Class::with_slots(id, ClassKind::Dynamic, spec, Slot::default(), Some(dynamic))
+    }
+
+    /// A class of `spec.processes` (at least one) copies of `slot`, nothing
+    /// spawned or failed yet.
+    fn with_slots(id: ClassId, kind: ClassKind, spec: ClassSpec, slot: Slot, dynamic: Option<DynState>) -> Class {
         Class {
             id,
-            kind: ClassKind::Static,
+            kind,
             slots: vec![slot; spec.processes.max(1) as usize],
             spec,
             last_spawn: None,
@@ -209,28 +227,7 @@ impl Class {
             backed_off: false,
             socket_retry_at: None,
             retired: None,
-            dynamic: None,
-        }
-    }
-
-    /// A dynamic class: `spec.processes` slots (`maxClassProcesses`), none scheduled.
-    fn new_dynamic(id: ClassId, spec: ClassSpec, key: ClassKey, wall: SystemTime) -> Class {
-        Class {
-            id,
-            kind: ClassKind::Dynamic,
-            slots: vec![Slot::default(); spec.processes.max(1) as usize],
-            spec,
-            last_spawn: None,
-            failures: 0,
-            backed_off: false,
-            socket_retry_at: None,
-            retired: None,
-            dynamic: Some(DynState {
-                key,
-                conn_sum_us: 0,
-                smoothed_us: 0.0,
-                started_wall: wall,
-            }),
+            dynamic,
         }
     }
 
