@@ -553,6 +553,8 @@ fn dynamic_access_checker() {
     let dyn_dir = s.dir.mkdir("dynauth");
     let script = dyn_dir.join("authz.py");
     fs::copy(app_file("authz.py"), &script).expect("copy authz.py");
+    // (its record helpers, imported from the script's directory)
+    fs::copy(app_file("fcgi_raw.py"), dyn_dir.join("fcgi_raw.py")).expect("copy fcgi_raw.py");
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     let apache = s.start(
         BasicOrder::NotLoaded,

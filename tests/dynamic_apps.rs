@@ -388,6 +388,24 @@ fn slow_load(apache: &Apache, app: &Path, path: &str, n: usize, ms: u64) -> Load
     LoadOutcome { results, samples, t0 }
 }
 
+/// Every request of the load got a 200 from some process.
+fn assert_all_answered(o: &LoadOutcome, apache: &Apache) {
+    let failed: Vec<&String> = o
+        .results
+        .iter()
+        .filter(|r| r.0 != 200 || r.1.is_none())
+        .map(|r| &r.4)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed:\n{:#?}\n{}",
+        failed.len(),
+        o.results.len(),
+        failed,
+        evidence(apache)
+    );
+}
+
 fn print_results(o: &LoadOutcome) {
     let mut per_pid: BTreeMap<i32, usize> = BTreeMap::new();
     for (i, (st, pid, start, el, _)) in o.results.iter().enumerate() {
@@ -418,19 +436,7 @@ fn class_grows_under_load_up_to_max_class_processes_then_shrinks() {
     );
     print_results(&o);
     let max = o.samples.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
-    let failed: Vec<&String> = o
-        .results
-        .iter()
-        .filter(|r| r.0 != 200 || r.1.is_none())
-        .map(|r| &r.4)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of 6 requests failed:\n{:#?}\n{}",
-        failed.len(),
-        failed,
-        evidence(&apache)
-    );
+    assert_all_answered(&o, &apache);
     let distinct: std::collections::BTreeSet<i32> = o.results.iter().filter_map(|r| r.1).collect();
     assert!(
         max <= 3,
@@ -516,19 +522,7 @@ fn max_processes_caps_the_total() {
         evidence(&apache)
     );
     assert!(max >= 1, "no dynamic process ran\n{}", evidence(&apache));
-    let failed: Vec<&String> = o
-        .results
-        .iter()
-        .filter(|r| r.0 != 200 || r.1.is_none())
-        .map(|r| &r.4)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of 6 requests failed:\n{:#?}\n{}",
-        failed.len(),
-        failed,
-        evidence(&apache)
-    );
+    assert_all_answered(&o, &apache);
 }
 
 // ---------------------------------------------------------------------------------------

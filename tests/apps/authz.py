@@ -25,19 +25,14 @@ The content request's query string can force other answers:
 """
 import os
 import socket
-import struct
 import sys
 import urllib.parse
 
-VERSION = 1
-BEGIN, ABORT, END, PARAMS, STDIN, STDOUT, STDERR = 1, 2, 3, 4, 5, 6, 7
+from fcgi_raw import STDOUT, end, read_request, rec
+
 USERS = {b"alice": b"wonderland", b"bob": b"builder"}
 AUTHORIZED = {b"alice"}
 BIG_BODY = b"Z" * 30000
-
-
-def rec(rtype, rid, content=b""):
-    return struct.pack("!BBHHBx", VERSION, rtype, rid, len(content), 0) + content
 
 
 def stdout(rid, data):
@@ -45,62 +40,6 @@ def stdout(rid, data):
     for i in range(0, len(data), 65535):
         out += rec(STDOUT, rid, data[i:i + 65535])
     return out + rec(STDOUT, rid)
-
-
-def end(rid):
-    return rec(END, rid, struct.pack("!IB3x", 0, 0))
-
-
-def read_exact(conn, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = conn.recv(n - len(buf))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return buf
-
-
-def read_record(conn):
-    version, rtype, rid, clen, plen = struct.unpack("!BBHHBx", read_exact(conn, 8))
-    content = read_exact(conn, clen) if clen else b""
-    if plen:
-        read_exact(conn, plen)
-    return rtype, rid, content
-
-
-def nv_len(data, i):
-    b = data[i]
-    if b < 128:
-        return b, i + 1
-    return struct.unpack("!I", data[i:i + 4])[0] & 0x7FFFFFFF, i + 4
-
-
-def parse_nv(data):
-    out = {}
-    i = 0
-    while i < len(data):
-        nlen, i = nv_len(data, i)
-        vlen, i = nv_len(data, i)
-        out[data[i:i + nlen]] = data[i + nlen:i + nlen + vlen]
-        i += nlen + vlen
-    return out
-
-
-def read_request(conn):
-    rid, role, params, stdin = None, None, b"", b""
-    while True:
-        rtype, r, content = read_record(conn)
-        if rtype == BEGIN:
-            rid = r
-            role = struct.unpack("!H", content[:2])[0]
-        elif rtype == PARAMS:
-            params += content
-        elif rtype == STDIN:
-            if not content:
-                break
-            stdin += content
-    return rid, role, parse_nv(params), stdin
 
 
 def respond(conn, rid, fcgi_role, env, stdin):
@@ -166,7 +105,7 @@ def main():
     while True:
         conn, _ = srv.accept()
         try:
-            rid, fcgi_role, env, stdin = read_request(conn)
+            rid, fcgi_role, env, _records, stdin = read_request(conn)
             respond(conn, rid, fcgi_role, env, stdin)
         except (EOFError, ConnectionError, BrokenPipeError):
             pass

@@ -23,76 +23,10 @@ Each connection serves one request; the app serves connections forever.
 """
 import os
 import socket
-import struct
 import sys
 import urllib.parse
 
-VERSION = 1
-BEGIN, ABORT, END, PARAMS, STDIN, STDOUT, STDERR = 1, 2, 3, 4, 5, 6, 7
-
-
-def rec(rtype, rid, content=b"", padding=0, version=VERSION):
-    return struct.pack("!BBHHBx", version, rtype, rid, len(content), padding) + content + b"\0" * padding
-
-
-def end(rid, app_status=0, proto_status=0):
-    return rec(END, rid, struct.pack("!IB3x", app_status, proto_status))
-
-
-def read_exact(conn, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = conn.recv(n - len(buf))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return buf
-
-
-def read_record(conn):
-    hdr = read_exact(conn, 8)
-    version, rtype, rid, clen, plen = struct.unpack("!BBHHBx", hdr)
-    content = read_exact(conn, clen) if clen else b""
-    if plen:
-        read_exact(conn, plen)
-    return rtype, rid, content
-
-
-def nv_len(data, i):
-    b = data[i]
-    if b < 128:
-        return b, i + 1
-    return struct.unpack("!I", data[i:i + 4])[0] & 0x7FFFFFFF, i + 4
-
-
-def parse_nv(data):
-    out = []
-    i = 0
-    while i < len(data):
-        nlen, i = nv_len(data, i)
-        vlen, i = nv_len(data, i)
-        out.append((data[i:i + nlen], data[i + nlen:i + nlen + vlen]))
-        i += nlen + vlen
-    return out
-
-
-def read_request(conn):
-    rid = None
-    params = b""
-    param_records = []
-    stdin = b""
-    while True:
-        rtype, r, content = read_record(conn)
-        if rtype == BEGIN:
-            rid = r
-        elif rtype == PARAMS:
-            param_records.append(len(content))
-            params += content
-        elif rtype == STDIN:
-            if not content:
-                break
-            stdin += content
-    return rid, dict(parse_nv(params)), param_records, stdin
+from fcgi_raw import END, STDERR, STDOUT, end, rec, read_request
 
 
 def respond(conn, rid, env, param_records):
@@ -146,7 +80,7 @@ def main():
     while True:
         conn, _ = srv.accept()
         try:
-            rid, env, recs, _stdin = read_request(conn)
+            rid, _role, env, recs, _stdin = read_request(conn)
             respond(conn, rid, env, recs)
         except (EOFError, ConnectionError, BrokenPipeError):
             pass
