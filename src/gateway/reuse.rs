@@ -165,7 +165,8 @@ impl Shared {
         self.find_key(class_key(addr))
     }
 
-    /// Current (cap, kept, idle, waiting) of a slot, for logs and tests.
+    /// Current (cap, kept, idle, waiting) of a slot.
+    #[cfg(test)]
     pub fn counts(&self, slot: usize) -> (u32, u32, u32, u32) {
         let c = &self.classes[slot];
         (
