@@ -82,8 +82,8 @@ use std::path::{Path, PathBuf};
 pub use auth::{parse_auth, AuthRole, AuthSpec, DirAuthConfig};
 pub use md5::{md5, md5_hex};
 pub use paths::{
-    check_access, default_static_socket, dynamic_socket, executable_by, normalize_path, FileInfo, FileProbe, OsProbe,
-    Want, MAX_UNIX_SOCKET_PATH,
+    check_access, default_static_socket, dynamic_socket, executable_by, normalize_path, socket_dir_risk, FileInfo,
+    FileProbe, OsProbe, SocketDirRisk, Want, MAX_UNIX_SOCKET_PATH,
 };
 pub use system::{
     system_getenv, system_gid_by_name, system_group_by_gid, system_resolve, system_uid_by_name, system_user_by_uid,
@@ -190,6 +190,9 @@ pub struct ConnOptions {
     /// default (static: `-processes`; external: what the application answers
     /// to FCGI_GET_VALUES FCGI_MAX_CONNS).
     pub keep_conn: Option<u32>,
+    /// `-peer-user name` (new, `FastCgiExternalServer -socket` only): the
+    /// uid the application's listening socket must belong to.
+    pub peer_uid: Option<u32>,
 }
 
 impl Default for ConnOptions {
@@ -203,6 +206,7 @@ impl Default for ConnOptions {
             user: None,
             group: None,
             keep_conn: None,
+            peer_uid: None,
         }
     }
 }
@@ -241,6 +245,17 @@ impl StaticListen {
     }
 }
 
+/// Where a request connects to reach a server bound to `a`: loopback for
+/// the unspecified address.
+pub fn loopback_if_unspecified(a: SocketAddr) -> SocketAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match a.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
+        _ => a,
+    }
+}
+
 /// `FastCgiServer` (2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticServer {
@@ -269,14 +284,9 @@ impl StaticServer {
     /// Where a request connects to: the socket, or the TCP address — on
     /// loopback when the server listens on all interfaces.
     pub fn connect_addr(&self) -> AppAddr {
-        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
         match &self.listen {
             StaticListen::Unix(p) => AppAddr::Unix(p.clone()),
-            StaticListen::Tcp(a) => AppAddr::Tcp(match a.ip() {
-                IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
-                IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
-                _ => *a,
-            }),
+            StaticListen::Tcp(a) => AppAddr::Tcp(loopback_if_unspecified(*a)),
         }
     }
 
@@ -853,6 +863,29 @@ impl ConfigState {
         };
         if let StaticListen::Unix(sock) = &s.listen {
             check_socket_len(sock).map_err(subject_err)?;
+            match paths::socket_dir_risk(sock, fs) {
+                Some(paths::SocketDirRisk::Open { dir, mode }) => {
+                    return Err(ConfigError::InvalidValue {
+                        directive: directive.to_string(),
+                        path: Some(shown.clone()),
+                        option: "-socket".into(),
+                        reason: format!(
+                            "the directory \"{}\" is writable by its group or by others and not sticky (mode \
+                             {mode:04o}): anyone with write access could replace the socket; use a name relative \
+                             to FastCgiIpcDir",
+                            dir.display()
+                        ),
+                    })
+                }
+                Some(paths::SocketDirRisk::Sticky { dir, mode }) => self.warnings.push(format!(
+                    "FastCGI: server \"{shown}\": -socket \"{}\" is in the shared directory \"{}\" (mode \
+                     {mode:04o}): another local user can bind that name first (requests are then refused with \
+                     503, never sent to them); use a name relative to FastCgiIpcDir",
+                    sock.display(),
+                    dir.display()
+                )),
+                None => {}
+            }
         }
         self.servers.push(Server::Static(s));
         Ok(())
@@ -894,6 +927,14 @@ impl ConfigState {
             match lower.as_str() {
                 "-host" => host = Some(values::host_and_port(&value(&mut words)).map_err(invalid)?),
                 "-socket" => socket = Some(text(&mut words).map_err(invalid)?),
+                "-peer-user" => {
+                    let name = text(&mut words).map_err(invalid)?;
+                    let uid = match name.strip_prefix('#') {
+                        Some(n) => n.parse().ok(),
+                        None => (self.env.uid_by_name)(&name),
+                    };
+                    opts.peer_uid = Some(uid.ok_or_else(|| invalid(format!("no such user \"{name}\"")))?);
+                }
                 _ => {
                     return Err(ConfigError::InvalidOption {
                         directive: directive.to_string(),
@@ -916,6 +957,14 @@ impl ConfigState {
         let addr = match (host, socket) {
             (Some(_), Some(_)) => return Err(subject_err("-host and -socket are mutually exclusive options".into())),
             (None, None) => return Err(subject_err("-socket or -host option missing".into())),
+            (Some(_), None) if opts.peer_uid.is_some() => {
+                return Err(ConfigError::InvalidValue {
+                    directive: directive.to_string(),
+                    path: Some(shown.clone()),
+                    option: "-peer-user".into(),
+                    reason: "only works with -socket (a TCP peer's user can't be checked)".into(),
+                })
+            }
             (Some((h, port)), None) => AppAddr::Tcp(self.resolve(&h, port).map_err(subject_err)?),
             (None, Some(name)) => {
                 let sock = self.socket_path(&name);
@@ -1063,6 +1112,15 @@ impl ConfigState {
     fn prepare_dir(&self, dir: &Path, fs: &dyn FileProbe) -> Result<(), String> {
         if !dir.is_absolute() {
             return Err("path is not absolute (it must start with a \"/\")".into());
+        }
+        // Security review, finding 2: a link passes the checks below with its
+        // target's owner and mode, and can be re-pointed afterwards.
+        if fs.is_symlink(dir) {
+            return Err(
+                "is a symbolic link; refusing it because whoever controls the link could redirect the \
+                 application sockets (name the real directory)"
+                    .into(),
+            );
         }
         match fs.stat(dir) {
             Err(_) => {

@@ -33,8 +33,13 @@ pub trait FileProbe {
     fn user_in_group(&self, user: &str, gid: u32) -> bool;
     /// `mkdir(p, mode)`, one level only.
     fn create_dir(&self, p: &Path, mode: u32) -> io::Result<()>;
-    /// `chown(p, uid, gid)`.
+    /// `chown(p, uid, gid)` of a directory this process just created, and
+    /// `chmod 0700`: through a descriptor opened without following a
+    /// symbolic link, refused unless the directory still belongs to this
+    /// process's effective uid (it may have been swapped since the mkdir).
     fn chown(&self, p: &Path, uid: u32, gid: u32) -> io::Result<()>;
+    /// Whether `p` itself is a symbolic link (`lstat(2)`).
+    fn is_symlink(&self, p: &Path) -> bool;
 }
 
 /// The real file system, through `std` only.
@@ -63,7 +68,20 @@ impl FileProbe for OsProbe {
     }
 
     fn chown(&self, p: &Path, uid: u32, gid: u32) -> io::Result<()> {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid))
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(p)?;
+        if dir.metadata()?.uid() != nix::unistd::geteuid().as_raw() {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        dir.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+        std::os::unix::fs::fchown(&dir, Some(uid), Some(gid))
+    }
+
+    fn is_symlink(&self, p: &Path) -> bool {
+        std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
     }
 }
 
@@ -284,4 +302,45 @@ pub(crate) fn check_socket_len(sock: &Path) -> Result<(), String> {
         return Err(format!("path \"{}\" is too long for a Domain socket", sock.display()));
     }
     Ok(())
+}
+
+/// Who besides its owner can replace a socket file in `sock`'s directory
+/// (security review, finding 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketDirRisk {
+    /// Group/world-writable but sticky (like `/tmp`): others cannot remove
+    /// our socket, but can bind the name first while it is absent.
+    Sticky { dir: PathBuf, mode: u32 },
+    /// Group/world-writable and not sticky: anyone with write access can
+    /// replace the socket at any time.
+    Open { dir: PathBuf, mode: u32 },
+}
+
+impl SocketDirRisk {
+    pub fn dir(&self) -> &Path {
+        match self {
+            SocketDirRisk::Sticky { dir, .. } | SocketDirRisk::Open { dir, .. } => dir,
+        }
+    }
+    pub fn mode(&self) -> u32 {
+        match self {
+            SocketDirRisk::Sticky { mode, .. } | SocketDirRisk::Open { mode, .. } => *mode,
+        }
+    }
+}
+
+/// The risk of `sock`'s directory, `None` when only its owner can write it
+/// (or it cannot be examined: the process manager's bind reports that).
+pub fn socket_dir_risk(sock: &Path, fs: &dyn FileProbe) -> Option<SocketDirRisk> {
+    let dir = sock.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let info = fs.stat(dir).ok()?;
+    if info.mode & 0o022 == 0 {
+        return None;
+    }
+    let (dir, mode) = (dir.to_path_buf(), info.mode & 0o7777);
+    Some(if info.mode & 0o1000 != 0 {
+        SocketDirRisk::Sticky { dir, mode }
+    } else {
+        SocketDirRisk::Open { dir, mode }
+    })
 }

@@ -26,6 +26,8 @@ struct FakeFs {
     chown_error: Option<i32>,
     created: RefCell<Vec<(PathBuf, u32)>>,
     chowned: RefCell<Vec<(PathBuf, u32, u32)>>,
+    /// Paths that are symbolic links themselves (lstat).
+    symlinks: Vec<PathBuf>,
 }
 
 fn file(mode: u32, uid: u32, gid: u32) -> FileInfo {
@@ -84,6 +86,13 @@ fn fs() -> FakeFs {
         ("/var/ipc-other", dir(0o770, 0, 50)),
         ("/var/ipc-world", dir(0o777, 33, 33)),
         ("/var/ipc-root", dir(0o757, 0, 0)),
+        // A symbolic link to /var/ipc-ok (stat follows it).
+        ("/var/ipc-link", dir(0o700, 33, 33)),
+        ("/var/ipc-link/dynamic", dir(0o700, 33, 33)),
+        ("/var/ipc-dynlink", dir(0o700, 33, 33)),
+        ("/var/ipc-dynlink/dynamic", dir(0o700, 33, 33)),
+        ("/var/shared-sock", dir(0o777, 0, 0)),
+        ("/var/group-sock", dir(0o2770, 0, 33)),
     ];
     FakeFs {
         files: RefCell::new(entries.iter().map(|(p, i)| (PathBuf::from(p), *i)).collect()),
@@ -99,6 +108,7 @@ fn fs() -> FakeFs {
         chown_error: None,
         created: RefCell::new(Vec::new()),
         chowned: RefCell::new(Vec::new()),
+        symlinks: vec![PathBuf::from("/var/ipc-link"), PathBuf::from("/var/ipc-dynlink/dynamic")],
     }
 }
 
@@ -134,6 +144,10 @@ impl FileProbe for FakeFs {
         self.files.borrow_mut().insert(p.to_path_buf(), dir(mode, 0, 0));
         self.created.borrow_mut().push((p.to_path_buf(), mode));
         Ok(())
+    }
+
+    fn is_symlink(&self, p: &Path) -> bool {
+        self.symlinks.iter().any(|l| l == p)
     }
 
     fn chown(&self, p: &Path, uid: u32, gid: u32) -> io::Result<()> {
@@ -2307,4 +2321,84 @@ fn os_probe_and_system_resolver_smoke() {
     assert_eq!(system_resolve("127.0.0.1", 80).unwrap(), [tcp("127.0.0.1:80")]);
     assert_eq!(system_uid_by_name("root"), Some(0));
     assert_eq!(system_user_by_uid(0).as_deref(), Some("root"));
+}
+
+// Security review, finding 2: the IPC directory (and dynamic/) must not be
+// a symbolic link, whatever its target looks like.
+#[test]
+fn ipc_dir_symlink_is_refused() {
+    for (arg, want) in [
+        (
+            "/var/ipc-link",
+            "FastCgiIpcDir /var/ipc-link: is a symbolic link; refusing it because whoever controls the link could \
+             redirect the application sockets (name the real directory)",
+        ),
+        (
+            "/var/ipc-dynlink",
+            "FastCgiIpcDir /var/ipc-dynlink: can't create dynamic directory \"/var/ipc-dynlink/dynamic\": is a \
+             symbolic link; refusing it because whoever controls the link could redirect the application sockets \
+             (name the real directory)",
+        ),
+    ] {
+        let mut s = st();
+        assert_eq!(s.ipc_dir(arg, &fs()).unwrap_err().to_string(), want);
+    }
+}
+
+// Security review, finding 1: a static application's socket in a
+// directory others can write.
+#[test]
+fn static_socket_in_shared_directory() {
+    let mut s = st();
+    let err = s
+        .fastcgi_server("FastCgiServer", &format!("{P} -socket /var/shared-sock/a.sock"), &fs())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "FastCgiServer /srv/app/static.fcgi: invalid value for -socket: the directory \"/var/shared-sock\" is \
+         writable by its group or by others and not sticky (mode 0777): anyone with write access could replace the \
+         socket; use a name relative to FastCgiIpcDir",
+    );
+    let err = s
+        .fastcgi_server("FastCgiServer", &format!("{P} -socket /var/group-sock/a.sock"), &fs())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("-socket") && err.contains("/var/group-sock") && err.contains("mode 2770"), "{err}");
+    assert!(s.take_warnings().is_empty());
+    // Sticky (like /tmp): accepted with one warning (the seed guide's
+    // `-socket /tmp/fcgi.sock` keeps working).
+    s.fastcgi_server("FastCgiServer", &format!("{P} -socket /tmp/fcgi.sock"), &fs())
+        .unwrap();
+    let w = s.take_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("\"/tmp/fcgi.sock\" is in the shared directory \"/tmp\" (mode 1777)"), "{w:?}");
+    // A private directory: nothing to say.
+    static_ok(&format!("{P} -socket /var/ipc-ok/a.sock"));
+}
+
+#[test]
+fn external_peer_user() {
+    let x = external_ok("/e -socket /var/shared-sock/php.sock -peer-user www-data");
+    assert_eq!(x.opts.peer_uid, Some(33));
+    let x = external_ok("/e -socket s -peer-user #1234");
+    assert_eq!(x.opts.peer_uid, Some(1234));
+    assert_eq!(external_ok("/e -socket s").opts.peer_uid, None, "off by default");
+    let mut s = st();
+    let e = s
+        .external_server("FastCgiExternalServer", "/e -host 127.0.0.1:9000 -peer-user www-data")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("-peer-user") && e.contains("only works with -socket"), "{e}");
+    let e = s
+        .external_server("FastCgiExternalServer", "/e -socket s -peer-user no-such-user")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("-peer-user") && e.contains("no such user"), "{e}");
+    // Not an option of FastCgiServer (its peer is always checked).
+    let e = s
+        .fastcgi_server("FastCgiServer", &format!("{P} -peer-user www-data"), &fs())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("-peer-user"), "{e}");
 }

@@ -22,6 +22,53 @@ pub enum ConnectError {
     /// The OS refused (`errno` is logged as httpd's `(<n>)<text>:` prefix).
     Failed(Errno),
     TimedOut,
+    /// The Unix socket is held by another user than the one expected
+    /// ([`PeerCheck`]): someone else bound it (a squatter in a shared
+    /// directory, or a socket swapped in behind the module's back). The
+    /// connection was closed before a byte was sent. `None`: the
+    /// credentials could not be read.
+    WrongPeer { uid: Option<u32>, expected: u32 },
+    /// A static application whose address our process manager does not
+    /// hold: its bind failed (`failed`; for a Unix socket `owner` is the uid
+    /// owning the file in the way), or it has not bound it in time. No
+    /// connection was attempted.
+    NotBound { failed: bool, owner: Option<u32> },
+}
+
+/// Whose socket a Unix-socket connection must reach. On Linux the
+/// credentials `SO_PEERCRED` reports to a connecting client are those of
+/// the process that called `listen()` on the server socket (not of the
+/// process that later accepts): for applications our process manager runs,
+/// that is the process manager itself, i.e. httpd's `User`, whatever user
+/// a wrapper later runs the application as. TCP connections are not
+/// checked here (see the bind status in [`crate::gateway::reuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerCheck {
+    /// Today's behaviour for external applications without `-peer-user`.
+    Any,
+    /// The listening socket must belong to this uid.
+    Uid(u32),
+}
+
+/// The uid the process manager runs as, which is this httpd child's
+/// effective uid (both are httpd's `User`; read once per process, after
+/// httpd has dropped privileges in the child).
+pub fn pm_uid() -> u32 {
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| nix::unistd::geteuid().as_raw())
+}
+
+/// One `getsockopt(SO_PEERCRED)` on a connected Unix socket.
+fn check_peer(fd: &OwnedFd, check: PeerCheck) -> Result<(), ConnectError> {
+    let PeerCheck::Uid(expected) = check else { return Ok(()) };
+    match getsockopt(fd, sockopt::PeerCredentials) {
+        Ok(cred) if cred.uid() == expected => Ok(()),
+        Ok(cred) => Err(ConnectError::WrongPeer {
+            uid: Some(cred.uid()),
+            expected,
+        }),
+        Err(_) => Err(ConnectError::WrongPeer { uid: None, expected }),
+    }
 }
 
 /// A connected, non-blocking application socket.
@@ -43,8 +90,9 @@ fn poll_one(fd: &impl AsFd, flags: PollFlags, timeout: Duration) -> io::Result<O
 }
 
 impl AppConn {
-    /// Connects to `addr`, waiting at most `timeout`.
-    pub fn connect(addr: &AppAddr, timeout: Duration) -> Result<AppConn, ConnectError> {
+    /// Connects to `addr`, waiting at most `timeout`; a Unix socket's
+    /// listener must pass `peer`.
+    pub fn connect(addr: &AppAddr, timeout: Duration, peer: PeerCheck) -> Result<AppConn, ConnectError> {
         let family = match addr {
             AppAddr::Unix(_) => AddressFamily::Unix,
             AppAddr::Tcp(SocketAddr::V4(_)) => AddressFamily::Inet,
@@ -80,8 +128,11 @@ impl AppConn {
             }
             Err(e) => return Err(ConnectError::Failed(e)),
         }
-        if matches!(addr, AppAddr::Tcp(_)) {
-            let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
+        match addr {
+            AppAddr::Tcp(_) => {
+                let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
+            }
+            AppAddr::Unix(_) => check_peer(&fd, peer)?,
         }
         // A UnixStream is just an owned stream-socket fd with Read/Write;
         // it serves TCP sockets equally well.
@@ -95,12 +146,12 @@ impl AppConn {
     /// `timeout` has passed. Used for applications our process manager
     /// runs: their socket appears a moment after the PM starts and is
     /// re-created when the PM itself is restarted.
-    pub fn connect_patiently(addr: &AppAddr, timeout: Duration) -> Result<AppConn, ConnectError> {
+    pub fn connect_patiently(addr: &AppAddr, timeout: Duration, peer: PeerCheck) -> Result<AppConn, ConnectError> {
         let start = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
             let left = timeout.saturating_sub(start.elapsed());
-            match AppConn::connect(addr, left) {
+            match AppConn::connect(addr, left, peer) {
                 Err(ConnectError::Failed(e @ (Errno::ENOENT | Errno::ECONNREFUSED | Errno::EAGAIN))) => {
                     if start.elapsed() + pause >= timeout {
                         return Err(ConnectError::Failed(e));
@@ -192,5 +243,43 @@ impl IdleTimer {
     /// Time left before the idle limit is hit (zero when expired).
     pub fn remaining(&self) -> Duration {
         self.limit.saturating_sub(self.last.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Security review, finding 1: the credentials a client sees are those of
+    // the process that listened; a socket held by another uid is refused
+    // before anything is sent.
+    #[test]
+    fn peer_check_compares_the_listeners_uid() {
+        let dir = std::env::temp_dir().join(format!("mod_fastcgi-peer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let addr = AppAddr::Unix(path.clone());
+        let me = nix::unistd::geteuid().as_raw();
+        let t = Duration::from_secs(2);
+        assert!(AppConn::connect(&addr, t, PeerCheck::Uid(me)).is_ok());
+        assert!(AppConn::connect(&addr, t, PeerCheck::Any).is_ok());
+        match AppConn::connect(&addr, t, PeerCheck::Uid(me + 1)) {
+            Err(ConnectError::WrongPeer { uid, expected }) => {
+                assert_eq!(uid, Some(me));
+                assert_eq!(expected, me + 1);
+            }
+            other => panic!("expected WrongPeer, got {:?}", other.err()),
+        }
+        // connect_patiently does not retry a wrong peer.
+        let start = Instant::now();
+        assert!(matches!(
+            AppConn::connect_patiently(&addr, Duration::from_secs(5), PeerCheck::Uid(me + 1)),
+            Err(ConnectError::WrongPeer { .. })
+        ));
+        assert!(start.elapsed() < Duration::from_secs(2));
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -39,7 +39,7 @@
 //! per child row in the shared memory, so a crashed child's counts are
 //! reclaimed by whoever notices the dead pid.
 
-use super::conn::AppConn;
+use super::conn::{AppConn, PeerCheck};
 use crate::config::AppAddr;
 use crate::proto::{self, Decoder, Event};
 use crate::sys::shm;
@@ -84,6 +84,29 @@ pub struct ClassSlot {
     probing: AtomicU32,
     /// Unix time before which a failed probe is not retried.
     probe_after: AtomicU64,
+    /// Static applications: listening sockets our process manager holds
+    /// for this address ([`Shared::socket_bound`]).
+    listeners: AtomicU32,
+    /// Static applications: 0, or [`BIND_FAILED`] | the uid owning the
+    /// file in the way ([`BIND_OWNER_UNKNOWN`] if none was seen), from the
+    /// process manager's latest failed bind.
+    bind_failed: AtomicU64,
+}
+
+const BIND_FAILED: u64 = 1 << 32;
+const BIND_OWNER_UNKNOWN: u64 = 1 << 33;
+
+/// Whether a static application's address is held by our process manager
+/// (see [`Shared::bind_status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindStatus {
+    /// The PM listens on it.
+    Bound,
+    /// The PM's last bind failed: someone else holds the address (for a Unix
+    /// socket, the uid owning the file, if known).
+    Failed { owner: Option<u32> },
+    /// Neither yet (the PM is starting, or restarting the class).
+    Unknown,
 }
 
 /// One httpd child's share of the counts (for reclaiming a dead child's).
@@ -163,6 +186,56 @@ impl Shared {
             return None;
         }
         self.find_key(class_key(addr))
+    }
+
+    /// Process manager: a listening socket for `addr` was bound.
+    pub fn socket_bound(&self, addr: &AppAddr) {
+        if let Some(slot) = self.find(addr) {
+            let c = &self.classes[slot];
+            c.listeners.fetch_add(1, SeqCst);
+            c.bind_failed.store(0, SeqCst);
+        }
+    }
+
+    /// Process manager: binding `addr` failed.
+    pub fn socket_failed(&self, addr: &AppAddr, owner: Option<u32>) {
+        if let Some(slot) = self.find(addr) {
+            let v = BIND_FAILED | owner.map_or(BIND_OWNER_UNKNOWN, u64::from);
+            self.classes[slot].bind_failed.store(v, SeqCst);
+        }
+    }
+
+    /// Process manager: one of its listening sockets for `addr` was closed.
+    pub fn socket_released(&self, addr: &AppAddr) {
+        if let Some(slot) = self.find(addr) {
+            sub_sat(&self.classes[slot].listeners, 1);
+        }
+    }
+
+    /// Parent, before a new process manager starts: the old one's sockets
+    /// are gone (or about to go with its applications).
+    pub fn forget_sockets(&self) {
+        for c in &self.classes {
+            c.listeners.store(0, SeqCst);
+            c.bind_failed.store(0, SeqCst);
+        }
+    }
+
+    /// Request handlers (two atomic loads, no system call): may a request
+    /// connect to the static application in `slot`?
+    pub fn bind_status(&self, slot: usize) -> BindStatus {
+        let c = &self.classes[slot];
+        let failed = c.bind_failed.load(SeqCst);
+        if failed != 0 {
+            return BindStatus::Failed {
+                owner: (failed & BIND_OWNER_UNKNOWN == 0).then_some(failed as u32),
+            };
+        }
+        if c.listeners.load(SeqCst) > 0 {
+            BindStatus::Bound
+        } else {
+            BindStatus::Unknown
+        }
     }
 
     /// Current (cap, kept, idle, waiting) of a slot.
@@ -466,7 +539,7 @@ impl Reuse {
     /// For an application of unknown capacity: asks it once (in the
     /// background) with `FCGI_GET_VALUES`; until the answer, nothing is kept.
     /// `report` gets one line saying what was found.
-    pub fn probe_if_needed(&'static self, slot: usize, addr: &AppAddr, report: fn(String)) {
+    pub fn probe_if_needed(&'static self, slot: usize, addr: &AppAddr, peer: PeerCheck, report: fn(String)) {
         let c = &self.shared.classes[slot];
         if c.cap.load(SeqCst) != CAP_PROBE || unix_now() < c.probe_after.load(SeqCst) {
             return;
@@ -483,7 +556,7 @@ impl Reuse {
                     AppAddr::Unix(p) => p.display().to_string(),
                     AppAddr::Tcp(a) => a.to_string(),
                 };
-                match ask_max_conns(&addr, PROBE_TIMEOUT) {
+                match ask_max_conns(&addr, PROBE_TIMEOUT, peer) {
                     Ok(n) => {
                         let n = n.min(CAP_LIMIT);
                         let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
@@ -533,9 +606,9 @@ pub enum ProbeError {
 /// The question is sent twice: libfcgi answers a management record only once
 /// it has read past it, and would otherwise sit on the connection (and its
 /// only thread) until we give up.
-pub fn ask_max_conns(addr: &AppAddr, timeout: Duration) -> Result<u32, ProbeError> {
+pub fn ask_max_conns(addr: &AppAddr, timeout: Duration, peer: PeerCheck) -> Result<u32, ProbeError> {
     let start = Instant::now();
-    let mut conn = AppConn::connect(addr, timeout).map_err(|_| ProbeError::Unreachable)?;
+    let mut conn = AppConn::connect(addr, timeout, peer).map_err(|_| ProbeError::Unreachable)?;
     let mut out = Vec::new();
     for _ in 0..2 {
         proto::encode_get_values(&mut out, &[b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MPXS_CONNS"])
@@ -785,7 +858,7 @@ mod tests {
     fn probe_class_keeps_nothing_until_known() {
         let (reuse, slot, addr) = setup(Cap::Probe);
         assert!(!reuse.lease(slot).keep());
-        reuse.probe_if_needed(slot, &addr, |_| {}); // nothing listens: retried later
+        reuse.probe_if_needed(slot, &addr, PeerCheck::Any, |_| {}); // nothing listens: retried later
         let start = Instant::now();
         while reuse.shared().classes[slot].probing.load(SeqCst) == 1 && start.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(5));
@@ -846,12 +919,16 @@ mod tests {
             s.write_all(&rec).unwrap();
         });
         assert_eq!(
-            ask_max_conns(&AppAddr::Unix(path.clone()), Duration::from_secs(5)),
+            ask_max_conns(
+                &AppAddr::Unix(path.clone()),
+                Duration::from_secs(5),
+                PeerCheck::Uid(nix::unistd::geteuid().as_raw())
+            ),
             Ok(7)
         );
         t.join().unwrap();
         assert_eq!(
-            ask_max_conns(&AppAddr::Unix(path.clone()), Duration::from_secs(1)),
+            ask_max_conns(&AppAddr::Unix(path.clone()), Duration::from_secs(1), PeerCheck::Any),
             Err(ProbeError::Unreachable)
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -156,7 +156,7 @@ pub fn retained_pm() -> &'static RetainedPm {
 pub fn reuse_table(create: bool) -> Option<&'static crate::gateway::reuse::Shared> {
     use std::sync::atomic::AtomicUsize;
     // The key names the table's layout (see retained_pm).
-    const KEY: &CStr = c"mod_fastcgi:reuse/2";
+    const KEY: &CStr = c"mod_fastcgi:reuse/3";
     // SAFETY: as for retained_pm: a zeroed, process-lifetime block holding
     // one address, written only by the single-threaded parent.
     let slot = unsafe {

@@ -29,7 +29,7 @@ use super::routing::{self, Refusal};
 use crate::cgi::{ResponseHead, StderrEvent};
 use crate::config::{AppAddr, AuthRole, ConfigState, ConnOptions, DirAuthConfig, Server};
 use crate::gateway::exchange::{self, ClientGone};
-use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeError, ExchangeOpts, Failure, Frontend, HeadAction};
+use crate::gateway::{Buffers, ExchangeError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Level, Request, Table};
 use crate::pm::req::{ClassKey, ReqMsg};
 use crate::proto::Role;
@@ -357,35 +357,16 @@ fn run(
     } else {
         idle
     };
-    let connected = match t.how {
-        How::Once => AppConn::connect(&t.addr, connect_timeout),
-        _ if t.opts.app_conn_timeout == 0 => {
-            AppConn::connect_patiently(&t.addr, connect_timeout.min(Duration::from_secs(10)))
-        }
-        _ => AppConn::connect_patiently(&t.addr, connect_timeout),
+    let runner = match t.how {
+        How::Once => super::connect::Runner::External,
+        How::Patiently => super::connect::Runner::Static,
+        How::Dynamic { .. } => super::connect::Runner::Dynamic,
     };
+    let connected = super::connect::open(&t.addr, &t.opts, runner, connect_timeout);
     let connected_at = Instant::now();
     let mut conn = match connected {
         Ok(c) => c,
-        Err(ConnectError::Failed(errno)) => {
-            r.log(
-                Level::Error,
-                errno as i32,
-                &format!("FastCGI: failed to connect to server \"{app}\": connect() failed"),
-            );
-            return Err(500);
-        }
-        Err(ConnectError::TimedOut) => {
-            r.log(
-                Level::Error,
-                0,
-                &format!(
-                    "FastCGI: failed to connect to server \"{app}\": connect() timed out (appConnTimeout={}sec)",
-                    connect_timeout.as_secs()
-                ),
-            );
-            return Err(500);
-        }
+        Err(e) => return Err(super::connect::failed(r, &app, &t.addr, e, connect_timeout)),
     };
 
     let dynamic = match &t.how {

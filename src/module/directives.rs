@@ -86,6 +86,35 @@ fn log_warnings(cfg: &mut ConfigState) {
     }
 }
 
+/// An external server's `-socket` in a directory other users can write:
+/// they could put their own socket there (`-peer-user` makes the module
+/// check whose socket it reaches).
+fn warn_shared_external_socket(cfg: &ConfigState) {
+    let Some(crate::config::Server::External(ext)) = cfg.servers().last() else {
+        return;
+    };
+    let crate::config::AppAddr::Unix(sock) = &ext.addr else { return };
+    if let Some(risk) = crate::config::socket_dir_risk(sock, &OsProbe) {
+        log::main_server(
+            Level::Warn,
+            0,
+            &format!(
+                "FastCGI: external server \"{}\": -socket \"{}\" is in a directory other users can write \
+                 (\"{}\", mode {:04o}): anyone could put their own socket there{}",
+                ext.path.display(),
+                sock.display(),
+                risk.dir().display(),
+                risk.mode(),
+                if ext.opts.peer_uid.is_some() {
+                    " (-peer-user refuses it)"
+                } else {
+                    "; add -peer-user <the application's user> or move the socket"
+                }
+            ),
+        );
+    }
+}
+
 fn internal(name: &str, id: Option<DirectiveId>) -> String {
     format!("{name}: internal error: unexpected directive id {id:?}")
 }
@@ -113,7 +142,10 @@ pub fn raw(cmd: &CmdParms, args: &str) -> Result<(), String> {
                     }
                 }
             }),
-        Some(DirectiveId::External) => cfg.external_server(&name, args).map_err(|e| e.to_string()),
+        Some(DirectiveId::External) => cfg
+            .external_server(&name, args)
+            .map_err(|e| e.to_string())
+            .map(|()| warn_shared_external_socket(&cfg)),
         Some(DirectiveId::Config) => cmd
             .check_context(crate::ffi::GLOBAL_ONLY)
             .and_then(|()| cfg.fastcgi_config(&name, args).map_err(|e| e.to_string())),

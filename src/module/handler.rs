@@ -13,7 +13,9 @@ use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::Lease;
 use crate::gateway::spool::Spool;
-use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
+use super::connect::Runner;
+use crate::gateway::conn::PeerCheck;
+use crate::gateway::{Buffers, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
 use crate::pm::{self, req::ClassKey, req::ReqMsg};
 use crate::proto::Role;
@@ -315,6 +317,8 @@ pub(crate) fn dynamic_conn_options(d: &DynamicConfig, flush: bool) -> ConnOption
         // Dynamic applications are never kept: the process manager counts
         // and stops their processes by load.
         keep_conn: Some(0),
+        // Checked against the process manager's uid anyway (connect.rs).
+        peer_uid: None,
     }
 }
 
@@ -434,7 +438,10 @@ pub fn serve_with(
         _ if opts.keep_conn == Some(0) => None,
         _ => super::supervisor::reuse().and_then(|reuse| {
             let slot = reuse.shared().find(addr)?;
-            reuse.probe_if_needed(slot, addr, |line| crate::httpd::log::main_server(Level::Info, 0, &line));
+            let peer = opts.peer_uid.map_or(PeerCheck::Any, PeerCheck::Uid);
+            reuse.probe_if_needed(slot, addr, peer, |line| {
+                crate::httpd::log::main_server(Level::Info, 0, &line)
+            });
             Some(reuse.lease(slot))
         }),
     };
@@ -456,15 +463,12 @@ pub fn serve_with(
     } else {
         idle
     };
-    let connect = || match how {
-        Connect::Once => AppConn::connect(addr, connect_timeout),
-        // Without -appConnTimeout, wait at most 10 s for a (re)starting
-        // process manager to bind the socket.
-        Connect::Patiently | Connect::Dynamic(_) if opts.app_conn_timeout == 0 => {
-            AppConn::connect_patiently(addr, connect_timeout.min(Duration::from_secs(10)))
-        }
-        Connect::Patiently | Connect::Dynamic(_) => AppConn::connect_patiently(addr, connect_timeout),
+    let runner = match how {
+        Connect::Once => Runner::External,
+        Connect::Patiently => Runner::Static,
+        Connect::Dynamic(_) => Runner::Dynamic,
     };
+    let connect = || super::connect::open(addr, opts, runner, connect_timeout);
     let pooled = lease.as_mut().and_then(|l| l.take_pooled());
     let reused = pooled.is_some();
     let connected = match pooled {
@@ -480,25 +484,7 @@ pub fn serve_with(
     let connected_at = Instant::now();
     let mut conn = match connected {
         Ok(c) => c,
-        Err(ConnectError::Failed(errno)) => {
-            r.log(
-                Level::Error,
-                errno as i32,
-                &format!("FastCGI: failed to connect to server \"{app}\": connect() failed"),
-            );
-            return 500;
-        }
-        Err(ConnectError::TimedOut) => {
-            r.log(
-                Level::Error,
-                0,
-                &format!(
-                    "FastCGI: failed to connect to server \"{app}\": connect() timed out (appConnTimeout={}sec)",
-                    connect_timeout.as_secs()
-                ),
-            );
-            return 500;
-        }
+        Err(e) => return super::connect::failed(r, app, addr, e, connect_timeout),
     };
 
     if nph {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod connect;
 pub mod directives;
 pub mod env;
 pub mod handler;

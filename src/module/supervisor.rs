@@ -46,6 +46,25 @@ impl PmLog for ErrorLogWriter {
     }
 }
 
+/// Publishes the PM's socket events in the shared table the request
+/// handlers read ([`crate::gateway::reuse::Shared::bind_status`]).
+struct SharedReport(Option<&'static crate::gateway::reuse::Shared>);
+
+impl pm::SocketReport for SharedReport {
+    fn socket(&self, listen: &pm::Listen, event: pm::SocketEvent) {
+        let Some(table) = self.0 else { return };
+        let addr = match listen {
+            pm::Listen::Unix(p) => crate::config::AppAddr::Unix(p.clone()),
+            pm::Listen::Tcp(a) => crate::config::AppAddr::Tcp(crate::config::loopback_if_unspecified(*a)),
+        };
+        match event {
+            pm::SocketEvent::Bound => table.socket_bound(&addr),
+            pm::SocketEvent::Failed { owner } => table.socket_failed(&addr, owner),
+            pm::SocketEvent::Released => table.socket_released(&addr),
+        }
+    }
+}
+
 /// The static application classes of `cfg`, as the PM needs them.
 pub fn classes_of(cfg: &ConfigState) -> Vec<ClassSpec> {
     let main = cfg.fcgi_identity();
@@ -163,6 +182,12 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
     };
     let req_fd = req_pm.as_raw_fd();
     let level = cfg.log_level;
+    // The new PM binds every socket afresh; whatever the previous one held
+    // is gone, or goes with its applications.
+    let table = process::reuse_table(false);
+    if let Some(t) = table {
+        t.forget_sockets();
+    }
     let pm_fd = theirs.as_raw_fd();
     let child = process::fork_child(move || {
         let _ = nix::unistd::setsid();
@@ -192,7 +217,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
             );
             return 1;
         }
-        pm::run(cfg, theirs, req_pm, &logger)
+        pm::run(cfg, theirs, req_pm, &logger, &SharedReport(table))
     });
     match child {
         Ok(pid) => {

@@ -87,6 +87,33 @@ pub trait PmLog {
     fn log(&self, level: LogLevel, errno: i32, msg: &str);
 }
 
+/// What happened to a class's listening socket, for request handlers: they
+/// must never connect to an address our PM does not hold (finding 1 of the
+/// security review: a local user who binds a static application's socket
+/// or port first would otherwise receive its requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketEvent {
+    /// The PM bound and listens on it.
+    Bound,
+    /// `bind()` failed; for a Unix socket, the uid owning the file in the
+    /// way (if any could be seen).
+    Failed { owner: Option<u32> },
+    /// The PM closed one of its listening sockets for this address.
+    Released,
+}
+
+/// Where the PM publishes [`SocketEvent`]s (the glue: httpd's shared memory).
+pub trait SocketReport {
+    fn socket(&self, listen: &Listen, event: SocketEvent);
+}
+
+/// For tests and set-ups without shared memory.
+pub struct NoReport;
+
+impl SocketReport for NoReport {
+    fn socket(&self, _: &Listen, _: SocketEvent) {}
+}
+
 /// Filters by the configured `LogLevel` (updated with every configuration).
 pub struct Logger<'a> {
     sink: &'a dyn PmLog,
@@ -205,7 +232,7 @@ fn setup(ctl: &OwnedFd, req: &OwnedFd) -> Result<SignalFd, (Errno, &'static str)
 /// Expects to be the only thread of its process (it blocks signals, changes dispositions
 /// and the umask, and reaps every child with `waitpid(-1)`), with fd 2 = the error log
 /// the applications' stdout/stderr should go to.
-pub fn run(first: PmConfig, ctl: OwnedFd, req: OwnedFd, log: &dyn PmLog) -> i32 {
+pub fn run(first: PmConfig, ctl: OwnedFd, req: OwnedFd, log: &dyn PmLog, report: &dyn SocketReport) -> i32 {
     let logger = Logger::new(log, first.log_level);
     let sfd = match setup(&ctl, &req) {
         Ok(s) => s,
@@ -229,7 +256,7 @@ pub fn run(first: PmConfig, ctl: OwnedFd, req: OwnedFd, log: &dyn PmLog) -> i32 
         sfd,
         reader: FrameReader::new(),
         table: Table::new(),
-        os: os::Os::new(logger),
+        os: os::Os::new(logger, report),
         dynamic_dir: None,
     };
     pm.os.prepare_dynamic_dir(&first.dynamic.dynamic_dir, true);

@@ -4,7 +4,7 @@
 
 use super::spec::{ClassSpec, Listen};
 use super::table::{ClassId, Effects, SpawnResult, StopSignal};
-use super::{LogLevel, Logger};
+use super::{LogLevel, Logger, SocketEvent, SocketReport};
 use crate::sys::child::{self, ChildSetup};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -149,26 +149,54 @@ pub fn is_alive(pid: i32) -> bool {
     }
 }
 
+/// Why a directory the module trusts (the IPC directory, `dynamic/`) may not
+/// hold sockets: it must be a real directory (not a symbolic link), owned by
+/// the PM's user and writable by nobody else — otherwise whoever controls it
+/// could point the module's sockets somewhere of theirs (finding 2 of the
+/// security review; the configuration check ran once, and followed links).
+pub fn untrusted_dir_reason(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    match std::fs::symlink_metadata(dir) {
+        Err(e) => Some(format!("can't lstat() it: {e}")),
+        Ok(m) if m.file_type().is_symlink() => Some("is a symbolic link".into()),
+        Ok(m) if !m.is_dir() => Some("is not a directory".into()),
+        Ok(m) if m.uid() != me => Some(format!("is owned by uid {}, not by uid {me}", m.uid())),
+        Ok(m) if m.mode() & 0o022 != 0 => Some(format!(
+            "is writable by its group or by others (mode {:04o})",
+            m.mode() & 0o7777
+        )),
+        Ok(_) => None,
+    }
+}
+
 /// The PM's side effects.
 pub struct Os<'a> {
     pub log: Logger<'a>,
-    sockets: HashMap<ClassId, (PathBuf, ListenSocket)>,
+    report: &'a dyn SocketReport,
+    sockets: HashMap<ClassId, (PathBuf, ListenSocket, Listen)>,
+    /// The IPC directory and `dynamic/`: re-checked before every bind of a
+    /// socket in them ([`untrusted_dir_reason`]).
+    trusted_dirs: Vec<PathBuf>,
     pm_pid: i32,
 }
 
 impl<'a> Os<'a> {
-    pub fn new(log: Logger<'a>) -> Os<'a> {
+    pub fn new(log: Logger<'a>, report: &'a dyn SocketReport) -> Os<'a> {
         Os {
             log,
+            report,
             sockets: HashMap::new(),
+            trusted_dirs: Vec::new(),
             pm_pid: nix::unistd::getpid().as_raw(),
         }
     }
 
     /// Closes every socket and unlinks the Unix socket files this PM created.
     pub fn release_all(&mut self) {
-        for (_, (app, sock)) in self.sockets.drain() {
+        for (_, (app, sock, listen)) in self.sockets.drain() {
             release(&self.log, &app, sock);
+            self.report.socket(&listen, SocketEvent::Released);
         }
     }
 
@@ -176,9 +204,27 @@ impl<'a> Os<'a> {
     /// removes everything but subdirectories from it: sockets left behind by a PM that
     /// crashed (PM-23; legacy bug 13: the intended wipe removed nothing). Only done at
     /// PM start, before any dynamic class exists.
-    pub fn prepare_dynamic_dir(&self, dir: &Path, wipe: bool) {
+    pub fn prepare_dynamic_dir(&mut self, dir: &Path, wipe: bool) {
         if dir.as_os_str().is_empty() {
             return;
+        }
+        self.trusted_dirs = [dir.parent().map(Path::to_path_buf), Some(dir.to_path_buf())]
+            .into_iter()
+            .flatten()
+            .filter(|d| !d.as_os_str().is_empty() && d != Path::new("/"))
+            .collect();
+        if let Some(ipc) = dir.parent() {
+            if let Some(why) = untrusted_dir_reason(ipc) {
+                self.log.log(
+                    LogLevel::Crit,
+                    0,
+                    &format!(
+                        "FastCGI: the IPC directory \"{}\" {why}: no socket is created in it",
+                        ipc.display()
+                    ),
+                );
+                return;
+            }
         }
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
@@ -191,6 +237,17 @@ impl<'a> Os<'a> {
                 );
                 return;
             }
+        }
+        if let Some(why) = untrusted_dir_reason(dir) {
+            self.log.log(
+                LogLevel::Crit,
+                0,
+                &format!(
+                    "FastCGI: the dynamic directory \"{}\" {why}: no socket is created in it",
+                    dir.display()
+                ),
+            );
+            return;
         }
         if !wipe {
             return;
@@ -234,22 +291,52 @@ impl<'a> Os<'a> {
         }
     }
 
+    /// A socket in the IPC directory or `dynamic/` is only bound while that
+    /// directory is still the real, private one.
+    fn check_socket_dir(&self, listen: &Listen) -> Result<(), SocketError> {
+        let Listen::Unix(path) = listen else { return Ok(()) };
+        let Some(dir) = path.parent().filter(|d| self.trusted_dirs.iter().any(|t| t == d)) else {
+            return Ok(());
+        };
+        match untrusted_dir_reason(dir) {
+            None => Ok(()),
+            Some(why) => Err(SocketError {
+                errno: Errno::EPERM,
+                what: format!("its directory \"{}\" {why}", dir.display()),
+            }),
+        }
+    }
+
     fn ensure_socket(&mut self, class: ClassId, spec: &ClassSpec, label: &str) -> Option<&ListenSocket> {
         use std::collections::hash_map::Entry;
-        match self.sockets.entry(class) {
-            Entry::Occupied(e) => Some(&e.into_mut().1),
-            Entry::Vacant(v) => match create_listener(&spec.listen, spec.listen_queue_depth) {
-                Ok(s) => Some(&v.insert((spec.path.clone(), s)).1),
-                Err(e) => {
+        if !self.sockets.contains_key(&class) {
+            let created = self
+                .check_socket_dir(&spec.listen)
+                .and_then(|()| create_listener(&spec.listen, spec.listen_queue_depth));
+            match created {
+                Ok(_) => self.report.socket(&spec.listen, SocketEvent::Bound),
+                Err(ref e) => {
                     self.log.log(
                         LogLevel::Crit,
                         e.errno as i32,
                         &format!("FastCGI: can't create {label} \"{}\": {}", spec.path.display(), e.what),
                     );
-                    None
+                    let owner = match &spec.listen {
+                        Listen::Unix(p) => {
+                            std::fs::symlink_metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                        }
+                        Listen::Tcp(_) => None,
+                    };
+                    self.report.socket(&spec.listen, SocketEvent::Failed { owner });
                 }
-            },
+            }
+            let s = created.ok()?;
+            return match self.sockets.entry(class) {
+                Entry::Vacant(v) => Some(&v.insert((spec.path.clone(), s, spec.listen.clone())).1),
+                Entry::Occupied(e) => Some(&e.into_mut().1),
+            };
         }
+        self.sockets.get(&class).map(|e| &e.1)
     }
 }
 
@@ -344,8 +431,9 @@ impl Effects for Os<'_> {
     }
 
     fn release_socket(&mut self, class: ClassId) {
-        if let Some((app, sock)) = self.sockets.remove(&class) {
+        if let Some((app, sock, listen)) = self.sockets.remove(&class) {
             release(&self.log, &app, sock);
+            self.report.socket(&listen, SocketEvent::Released);
         }
     }
 
@@ -364,7 +452,7 @@ impl Effects for Os<'_> {
     }
 
     fn touch_socket(&mut self, class: ClassId) {
-        let Some(f) = self.sockets.get(&class).and_then(|(_, s)| s.file.as_ref()) else {
+        let Some(f) = self.sockets.get(&class).and_then(|(_, s, _)| s.file.as_ref()) else {
             return;
         };
         match stat(f.path.as_path()) {
