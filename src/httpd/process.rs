@@ -9,7 +9,7 @@ use crate::ffi;
 use std::ffi::{c_void, CStr};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// httpd's main life-cycle state (`ap_state_query(AP_SQ_MAIN_STATE)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +62,10 @@ pub struct RetainedPm {
     /// The httpd side of the PM's request datagram socket, inherited by
     /// every httpd child (request handlers write to it).
     pub req_fd: AtomicI32,
+    /// The PM's start time (`/proc/<pid>/stat` field 22, 0 = unknown): with
+    /// its pid, it tells the PM's process group from a later one that
+    /// reused the number.
+    pub pm_start: AtomicU64,
 }
 
 impl RetainedPm {
@@ -137,7 +141,7 @@ impl RetainedPm {
 pub fn retained_pm() -> &'static RetainedPm {
     // The key names the layout: change it whenever RetainedPm changes, so a
     // module upgrade + graceful restart never reads an older, shorter block.
-    const KEY: &CStr = c"mod_fastcgi:pm/2";
+    const KEY: &CStr = c"mod_fastcgi:pm/3";
     // SAFETY: httpd returns the same zero-initialised block of the size we
     // ask for under our key for the life of the process; all-zero bytes
     // are valid atomics; only the single-threaded parent writes it.

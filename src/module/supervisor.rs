@@ -16,6 +16,7 @@ use crate::gateway::reuse::{Cap, Reuse};
 use crate::httpd::process::{self, MainState};
 use crate::httpd::{log, Level, Pool};
 use crate::pm::{self, ClassSpec, CtlMsg, DynamicSpec, PmConfig, PmLog, WrapperExec};
+use crate::sys::pidfd::{self, ProcIdent};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -182,6 +183,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
     };
     let req_fd = req_pm.as_raw_fd();
     let level = cfg.log_level;
+    let previous_start = process::retained_pm().pm_start.load(Ordering::SeqCst);
     // The new PM binds every socket afresh; whatever the previous one held
     // is gone, or goes with its applications.
     let table = process::reuse_table(false);
@@ -196,7 +198,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
         process::close_fds_except(&[2, pm_fd, req_fd]);
         let logger = ErrorLogWriter { level };
         if previous > 0 {
-            reap_previous_group(previous, &logger);
+            reap_previous_group(previous, previous_start, &logger);
         }
         let dropped = match &wrapper {
             None => process::drop_privileges(),
@@ -223,6 +225,9 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
         Ok(pid) => {
             let r = process::retained_pm();
             r.pm_pid.store(pid, Ordering::SeqCst);
+            // Our unreaped child: its /proc entry is there.
+            r.pm_start
+                .store(pidfd::ident(pid).map_or(0, |p| p.start), Ordering::SeqCst);
             r.set_ctl(ours);
             r.set_req(req_httpd);
             r.version.store(PM_PROTO, Ordering::SeqCst);
@@ -239,17 +244,29 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
     }
 }
 
-/// Applications of a PM that died: its process group (it was a session
-/// leader). TERM, 2 s grace, KILL — before privileges are dropped, so
-/// applications started through a setuid wrapper are reached too.
-fn reap_previous_group(pgid: i32, logger: &dyn PmLog) {
-    let group = Pid::from_raw(pgid);
-    if killpg(group, Signal::SIGTERM).is_err() {
-        return;
+/// Applications of a previous PM (it was a session and group leader):
+/// TERM, 2 s grace, KILL — before privileges are dropped, so applications
+/// a setuid wrapper started as other users are reached too. As root, so
+/// never by `killpg` of a number that may have been reused (security
+/// review, finding 10): each member is checked ([`previous_group_members`])
+/// and signalled through a pidfd, which cannot reach a later process
+/// with the same pid.
+fn reap_previous_group(pgid: i32, pm_start: u64, logger: &dyn PmLog) {
+    match signal_previous_group(pgid, pm_start, Signal::SIGTERM) {
+        Ok(0) => return,
+        Ok(_) => {}
+        Err(why) => {
+            logger.log(
+                pm::LogLevel::Warn,
+                0,
+                &format!("FastCGI: not signalling process group {pgid} of the previous process manager: {why}"),
+            );
+            return;
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
-        if killpg(group, None).is_err() {
+        if !matches!(previous_group(pgid, pm_start), Ok(m) if !m.is_empty()) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -259,7 +276,59 @@ fn reap_previous_group(pgid: i32, logger: &dyn PmLog) {
         0,
         &format!("FastCGI: applications of the previous process manager (pid {pgid}) ignored SIGTERM, sending SIGKILL"),
     );
-    let _ = killpg(group, Signal::SIGKILL);
+    let _ = signal_previous_group(pgid, pm_start, Signal::SIGKILL);
+}
+
+/// Which processes of `procs` belong to the group the previous PM led:
+/// members of process group `pgid` that are alive and started no earlier
+/// than the PM (`pm_start`). If a live process `pgid` exists that is not
+/// the PM (another start time), the number was reused and the group is not
+/// ours. `Err` says why nothing may be signalled.
+fn previous_group_members(pgid: i32, pm_start: u64, procs: &[(i32, ProcIdent)]) -> Result<Vec<i32>, String> {
+    if pgid <= 1 {
+        return Err("no such group".into());
+    }
+    if pm_start == 0 {
+        return Err("its start time is unknown".into());
+    }
+    if let Some((_, leader)) = procs.iter().find(|(pid, _)| *pid == pgid) {
+        if leader.start != pm_start {
+            return Err(format!("pid {pgid} now belongs to another process"));
+        }
+    }
+    Ok(procs
+        .iter()
+        .filter(|(_, p)| p.pgrp == pgid && p.start >= pm_start && !p.zombie)
+        .map(|(pid, _)| *pid)
+        .collect())
+}
+
+fn previous_group(pgid: i32, pm_start: u64) -> Result<Vec<i32>, String> {
+    let procs: Vec<(i32, ProcIdent)> = std::fs::read_dir("/proc")
+        .map_err(|e| format!("can't read /proc: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, pidfd::ident(pid)?)))
+        .collect();
+    previous_group_members(pgid, pm_start, &procs)
+}
+
+/// Sends `sig` to every member of the previous PM's group; the number
+/// signalled.
+fn signal_previous_group(pgid: i32, pm_start: u64, sig: Signal) -> Result<usize, String> {
+    let mut n = 0;
+    for pid in previous_group(pgid, pm_start)? {
+        let Ok(fd) = pidfd::open(pid) else { continue };
+        // The descriptor pins one process: check that it is still the one
+        // examined (not a new process that took the pid meanwhile).
+        match pidfd::ident(pid) {
+            Some(p) if p.pgrp == pgid && p.start >= pm_start => {}
+            _ => continue,
+        }
+        if pidfd::send_signal(&fd, sig).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn forget_pm() {
@@ -418,5 +487,73 @@ fn publish_reuse(cfg: &ConfigState) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pgrp: i32, start: u64, zombie: bool) -> ProcIdent {
+        ProcIdent {
+            pgrp,
+            session: pgrp,
+            start,
+            zombie,
+        }
+    }
+
+    // Security review, finding 10: the previous PM's group is signalled as
+    // root only while it is provably the PM's.
+    #[test]
+    fn previous_group_is_only_ours_while_the_pm_pid_is_not_reused() {
+        // The PM (pid 500, started at tick 1000) is gone; its applications
+        // remain in group 500.
+        let procs = [(501, p(500, 1001, false)), (502, p(500, 1200, false)), (7, p(7, 5, false))];
+        assert_eq!(previous_group_members(500, 1000, &procs), Ok(vec![501, 502]));
+        // The PM is still there (or a zombie): same start time, still ours;
+        // zombies are not signalled.
+        let procs = [(500, p(500, 1000, true)), (501, p(500, 1001, false))];
+        assert_eq!(previous_group_members(500, 1000, &procs), Ok(vec![501]));
+        // Pid 500 was reused by an unrelated group leader (another start
+        // time): nothing of that group is touched.
+        let procs = [(500, p(500, 9000, false)), (501, p(500, 9001, false))];
+        assert!(previous_group_members(500, 1000, &procs).is_err());
+        // A process of that number's group started before the PM cannot be
+        // one of its applications.
+        let procs = [(501, p(500, 999, false))];
+        assert_eq!(previous_group_members(500, 1000, &procs), Ok(vec![]));
+        // Unknown start time (a PM from before this check): nothing.
+        assert!(previous_group_members(500, 0, &[(501, p(500, 1001, false))]).is_err());
+        assert!(previous_group_members(1, 1000, &[]).is_err());
+    }
+
+    #[test]
+    fn reaps_a_real_group_and_spares_a_reused_number() {
+        use std::os::unix::process::CommandExt;
+        // A group led by a "PM" (sh) with an "application" (sleep).
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 100 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = leader.id() as i32;
+        let start = pidfd::ident(pgid).unwrap().start;
+        // Wait for the child to appear in the group.
+        let t = Instant::now();
+        while previous_group(pgid, start).map_or(0, |m| m.len()) < 2 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // With a wrong start time (as if the number had been reused), nothing
+        // is signalled.
+        assert!(signal_previous_group(pgid, start + 1, Signal::SIGTERM).is_err());
+        assert!(leader.try_wait().unwrap().is_none(), "still running");
+        assert_eq!(signal_previous_group(pgid, start, Signal::SIGKILL), Ok(2));
+        let _ = leader.wait();
+        let t = Instant::now();
+        while !previous_group(pgid, start).unwrap_or_default().is_empty() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(previous_group(pgid, start), Ok(vec![]));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod child;
 pub mod fd;
+pub mod pidfd;
 #[cfg(test)]
 pub mod fork;
 pub mod shm;
