@@ -108,7 +108,10 @@ fn fs() -> FakeFs {
         chown_error: None,
         created: RefCell::new(Vec::new()),
         chowned: RefCell::new(Vec::new()),
-        symlinks: vec![PathBuf::from("/var/ipc-link"), PathBuf::from("/var/ipc-dynlink/dynamic")],
+        symlinks: vec![
+            PathBuf::from("/var/ipc-link"),
+            PathBuf::from("/var/ipc-dynlink/dynamic"),
+        ],
     }
 }
 
@@ -2364,7 +2367,10 @@ fn static_socket_in_shared_directory() {
         .fastcgi_server("FastCgiServer", &format!("{P} -socket /var/group-sock/a.sock"), &fs())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("-socket") && err.contains("/var/group-sock") && err.contains("mode 2770"), "{err}");
+    assert!(
+        err.contains("-socket") && err.contains("/var/group-sock") && err.contains("mode 2770"),
+        "{err}"
+    );
     assert!(s.take_warnings().is_empty());
     // Sticky (like /tmp): accepted with one warning (the seed guide's
     // `-socket /tmp/fcgi.sock` keeps working).
@@ -2372,7 +2378,10 @@ fn static_socket_in_shared_directory() {
         .unwrap();
     let w = s.take_warnings();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("\"/tmp/fcgi.sock\" is in the shared directory \"/tmp\" (mode 1777)"), "{w:?}");
+    assert!(
+        w[0].contains("\"/tmp/fcgi.sock\" is in the shared directory \"/tmp\" (mode 1777)"),
+        "{w:?}"
+    );
     // A private directory: nothing to say.
     static_ok(&format!("{P} -socket /var/ipc-ok/a.sock"));
 }

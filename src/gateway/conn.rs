@@ -27,12 +27,18 @@ pub enum ConnectError {
     /// directory, or a socket swapped in behind the module's back). The
     /// connection was closed before a byte was sent. `None`: the
     /// credentials could not be read.
-    WrongPeer { uid: Option<u32>, expected: u32 },
+    WrongPeer {
+        uid: Option<u32>,
+        expected: u32,
+    },
     /// A static application whose address our process manager does not
     /// hold: its bind failed (`failed`; for a Unix socket `owner` is the uid
     /// owning the file in the way), or it has not bound it in time. No
     /// connection was attempted.
-    NotBound { failed: bool, owner: Option<u32> },
+    NotBound {
+        failed: bool,
+        owner: Option<u32>,
+    },
 }
 
 /// Whose socket a Unix-socket connection must reach. On Linux the
@@ -74,6 +80,8 @@ fn check_peer(fd: &OwnedFd, check: PeerCheck) -> Result<(), ConnectError> {
 /// A connected, non-blocking application socket.
 pub struct AppConn {
     stream: UnixStream,
+    /// The listener's uid as checked at connect time (`None`: not checked).
+    peer_uid: Option<u32>,
 }
 
 fn poll_one(fd: &impl AsFd, flags: PollFlags, timeout: Duration) -> io::Result<Option<PollFlags>> {
@@ -128,16 +136,23 @@ impl AppConn {
             }
             Err(e) => return Err(ConnectError::Failed(e)),
         }
+        let mut peer_uid = None;
         match addr {
             AppAddr::Tcp(_) => {
                 let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
             }
-            AppAddr::Unix(_) => check_peer(&fd, peer)?,
+            AppAddr::Unix(_) => {
+                check_peer(&fd, peer)?;
+                if let PeerCheck::Uid(u) = peer {
+                    peer_uid = Some(u);
+                }
+            }
         }
         // A UnixStream is just an owned stream-socket fd with Read/Write;
         // it serves TCP sockets equally well.
         Ok(AppConn {
             stream: UnixStream::from(fd),
+            peer_uid,
         })
     }
 
@@ -167,7 +182,16 @@ impl AppConn {
     /// Wraps an already connected socket (tests use a socketpair).
     pub fn from_stream(stream: UnixStream) -> io::Result<AppConn> {
         stream.set_nonblocking(true)?;
-        Ok(AppConn { stream })
+        Ok(AppConn { stream, peer_uid: None })
+    }
+
+    /// For a kept connection about to be reused (it may have been opened
+    /// for another server definition sharing the address, with another
+    /// check or none): whether its listener passes `check`. No system call
+    /// when it was checked for the same uid at connect time.
+    pub fn peer_passes(&self, check: PeerCheck) -> bool {
+        let PeerCheck::Uid(u) = check else { return true };
+        self.peer_uid == Some(u) || matches!(getsockopt(&self.stream, sockopt::PeerCredentials), Ok(c) if c.uid() == u)
     }
 
     /// Waits until readable and/or writable; `None` on timeout.

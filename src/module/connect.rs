@@ -32,6 +32,14 @@ pub enum Runner {
     Dynamic,
 }
 
+/// The check a connection to this application must pass.
+pub fn peer_check(opts: &ConnOptions, runner: Runner) -> PeerCheck {
+    match runner {
+        Runner::External => opts.peer_uid.map_or(PeerCheck::Any, PeerCheck::Uid),
+        Runner::Static | Runner::Dynamic => PeerCheck::Uid(pm_uid()),
+    }
+}
+
 /// Opens a fresh connection, waiting at most `timeout` (and at most 10 s
 /// without `-appConnTimeout`) for a process manager that is (re)creating
 /// the socket of a static or dynamic application.
@@ -41,17 +49,15 @@ pub fn open(addr: &AppAddr, opts: &ConnOptions, runner: Runner, timeout: Duratio
     } else {
         timeout
     };
+    let peer = peer_check(opts, runner);
     match runner {
-        Runner::External => {
-            let peer = opts.peer_uid.map_or(PeerCheck::Any, PeerCheck::Uid);
-            AppConn::connect(addr, timeout, peer)
-        }
+        Runner::External => AppConn::connect(addr, timeout, peer),
         Runner::Static => {
             let start = Instant::now();
             wait_until_bound(addr, patient)?;
-            AppConn::connect_patiently(addr, patient.saturating_sub(start.elapsed()), PeerCheck::Uid(pm_uid()))
+            AppConn::connect_patiently(addr, patient.saturating_sub(start.elapsed()), peer)
         }
-        Runner::Dynamic => AppConn::connect_patiently(addr, patient, PeerCheck::Uid(pm_uid())),
+        Runner::Dynamic => AppConn::connect_patiently(addr, patient, peer),
     }
 }
 

@@ -93,7 +93,9 @@ fn warn_shared_external_socket(cfg: &ConfigState) {
     let Some(crate::config::Server::External(ext)) = cfg.servers().last() else {
         return;
     };
-    let crate::config::AppAddr::Unix(sock) = &ext.addr else { return };
+    let crate::config::AppAddr::Unix(sock) = &ext.addr else {
+        return;
+    };
     if let Some(risk) = crate::config::socket_dir_risk(sock, &OsProbe) {
         log::main_server(
             Level::Warn,

@@ -5,16 +5,16 @@
 //! started, a failure aborts the connection instead of appending an error
 //! page).
 
+use super::connect::Runner;
 use super::env;
 use super::routing::{self, HANDLER};
 use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
 use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
+use crate::gateway::conn::PeerCheck;
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::Lease;
 use crate::gateway::spool::Spool;
-use super::connect::Runner;
-use crate::gateway::conn::PeerCheck;
 use crate::gateway::{Buffers, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
 use crate::pm::{self, req::ClassKey, req::ReqMsg};
@@ -469,7 +469,13 @@ pub fn serve_with(
         Connect::Dynamic(_) => Runner::Dynamic,
     };
     let connect = || super::connect::open(addr, opts, runner, connect_timeout);
-    let pooled = lease.as_mut().and_then(|l| l.take_pooled());
+    // A kept connection may have been opened for another definition of the
+    // same address, with another peer check (or none).
+    let peer = super::connect::peer_check(opts, runner);
+    let pooled = lease
+        .as_mut()
+        .and_then(|l| l.take_pooled())
+        .filter(|c| c.peer_passes(peer));
     let reused = pooled.is_some();
     let connected = match pooled {
         Some(c) => Ok(c),

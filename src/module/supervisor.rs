@@ -509,7 +509,11 @@ mod tests {
     fn previous_group_is_only_ours_while_the_pm_pid_is_not_reused() {
         // The PM (pid 500, started at tick 1000) is gone; its applications
         // remain in group 500.
-        let procs = [(501, p(500, 1001, false)), (502, p(500, 1200, false)), (7, p(7, 5, false))];
+        let procs = [
+            (501, p(500, 1001, false)),
+            (502, p(500, 1200, false)),
+            (7, p(7, 5, false)),
+        ];
         assert_eq!(previous_group_members(500, 1000, &procs), Ok(vec![501, 502]));
         // The PM is still there (or a zombie): same start time, still ours;
         // zombies are not signalled.

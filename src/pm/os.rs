@@ -322,9 +322,9 @@ impl<'a> Os<'a> {
                         &format!("FastCGI: can't create {label} \"{}\": {}", spec.path.display(), e.what),
                     );
                     let owner = match &spec.listen {
-                        Listen::Unix(p) => {
-                            std::fs::symlink_metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-                        }
+                        Listen::Unix(p) => std::fs::symlink_metadata(p)
+                            .ok()
+                            .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
                         Listen::Tcp(_) => None,
                     };
                     self.report.socket(&spec.listen, SocketEvent::Failed { owner });

@@ -141,7 +141,13 @@ fn start_pm(dir: PathBuf, first: PmConfig) -> Setup {
         let leak = nix::unistd::dup(err_file.as_raw_fd()).unwrap();
         assert!(fcntl(leak, FcntlArg::F_GETFD).unwrap() & libc::FD_CLOEXEC == 0);
         drop(err_file);
-        run(first, OwnedFd::from(pm_end), OwnedFd::from(pm_req), &FileLog(log_path), &super::NoReport)
+        run(
+            first,
+            OwnedFd::from(pm_end),
+            OwnedFd::from(pm_req),
+            &FileLog(log_path),
+            &super::NoReport,
+        )
     })
     .unwrap();
     Setup {

@@ -8,9 +8,9 @@
 
 pub mod child;
 pub mod fd;
-pub mod pidfd;
 #[cfg(test)]
 pub mod fork;
+pub mod pidfd;
 pub mod shm;
 pub mod signals;
 pub mod wait;

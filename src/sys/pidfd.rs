@@ -84,7 +84,11 @@ mod tests {
                 zombie: false
             })
         );
-        assert!(parse_stat("1 (x) Z 0 5 5 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77").unwrap().zombie);
+        assert!(
+            parse_stat("1 (x) Z 0 5 5 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77")
+                .unwrap()
+                .zombie
+        );
         assert_eq!(parse_stat("garbage"), None);
         let me = ident(std::process::id() as i32).unwrap();
         assert_eq!(me.pgrp, nix::unistd::getpgrp().as_raw());
@@ -101,7 +105,9 @@ mod tests {
         assert_eq!(st.signal(), Some(9));
         // Reaped: the descriptor still names it, and signals fail (ESRCH).
         assert_eq!(
-            send_signal(&fd, nix::sys::signal::Signal::SIGKILL).unwrap_err().raw_os_error(),
+            send_signal(&fd, nix::sys::signal::Signal::SIGKILL)
+                .unwrap_err()
+                .raw_os_error(),
             Some(libc::ESRCH)
         );
     }
