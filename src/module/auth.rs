@@ -366,7 +366,7 @@ fn run(
     let connected_at = Instant::now();
     let mut conn = match connected {
         Ok(c) => c,
-        Err(e) => return Err(super::connect::failed(r, &app, &t.addr, e, connect_timeout)),
+        Err(e) => return Err(super::connect::failed(r, app, &t.addr, e, connect_timeout)),
     };
 
     let dynamic = match &t.how {
