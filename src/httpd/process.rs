@@ -62,10 +62,6 @@ pub struct RetainedPm {
     /// The httpd side of the PM's request datagram socket, inherited by
     /// every httpd child (request handlers write to it).
     pub req_fd: AtomicI32,
-    /// The PM's start time (`/proc/<pid>/stat` field 22, 0 = unknown): with
-    /// its pid, it tells the PM's process group from a later one that
-    /// reused the number.
-    pub pm_start: AtomicU64,
 }
 
 impl RetainedPm {
@@ -141,7 +137,7 @@ impl RetainedPm {
 pub fn retained_pm() -> &'static RetainedPm {
     // The key names the layout: change it whenever RetainedPm changes, so a
     // module upgrade + graceful restart never reads an older, shorter block.
-    const KEY: &CStr = c"mod_fastcgi:pm/3";
+    const KEY: &CStr = c"mod_fastcgi:pm/2";
     // SAFETY: httpd returns the same zero-initialised block of the size we
     // ask for under our key for the life of the process; all-zero bytes
     // are valid atomics; only the single-threaded parent writes it.
@@ -151,6 +147,23 @@ pub fn retained_pm() -> &'static RetainedPm {
             p = ffi::ap_retained_data_create(KEY.as_ptr(), std::mem::size_of::<RetainedPm>());
         }
         &*p.cast::<RetainedPm>()
+    }
+}
+
+/// The PM's start time (`/proc/<pid>/stat` field 22, 0 = unknown), kept
+/// next to [`RetainedPm`] (in its own block, so that block's layout stays
+/// as older module versions left it): with the pid, it tells the PM's
+/// process group from a later one that reused the number.
+pub fn retained_pm_start() -> &'static AtomicU64 {
+    const KEY: &CStr = c"mod_fastcgi:pm-start/1";
+    // SAFETY: as for retained_pm: a zeroed, process-lifetime block of the
+    // size asked for, holding one atomic, written only by the parent.
+    unsafe {
+        let mut p = ffi::ap_retained_data_get(KEY.as_ptr());
+        if p.is_null() {
+            p = ffi::ap_retained_data_create(KEY.as_ptr(), std::mem::size_of::<AtomicU64>());
+        }
+        &*p.cast::<AtomicU64>()
     }
 }
 

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 /// Bumped whenever the control protocol or the PM's behaviour changes in a
 /// way that needs a fresh PM after a module upgrade + graceful restart.
-const PM_PROTO: u32 = 1;
+/// 2: the PM publishes its sockets' bind status in the shared table, and
+/// the request handlers rely on it.
+const PM_PROTO: u32 = 2;
 
 /// Writes PM log lines to its stderr, which is httpd's main error log.
 struct ErrorLogWriter {
@@ -183,7 +185,12 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
     };
     let req_fd = req_pm.as_raw_fd();
     let level = cfg.log_level;
-    let previous_start = process::retained_pm().pm_start.load(Ordering::SeqCst);
+    // The previous PM's start time: read now if it is still our unreaped
+    // child (its number cannot have been reused), else as recorded.
+    let previous_start = match pidfd::ident(previous) {
+        Some(p) if previous > 0 && parent_of(previous) == Some(std::process::id() as i32) => p.start,
+        _ => process::retained_pm_start().load(Ordering::SeqCst),
+    };
     // The new PM binds every socket afresh; whatever the previous one held
     // is gone, or goes with its applications.
     let table = process::reuse_table(false);
@@ -226,8 +233,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
             let r = process::retained_pm();
             r.pm_pid.store(pid, Ordering::SeqCst);
             // Our unreaped child: its /proc entry is there.
-            r.pm_start
-                .store(pidfd::ident(pid).map_or(0, |p| p.start), Ordering::SeqCst);
+            process::retained_pm_start().store(pidfd::ident(pid).map_or(0, |p| p.start), Ordering::SeqCst);
             r.set_ctl(ours);
             r.set_req(req_httpd);
             r.version.store(PM_PROTO, Ordering::SeqCst);
