@@ -418,3 +418,64 @@ fn swapped_ipc_dir_delivers_nothing() {
     let got = sq.received();
     assert!(!got.contains("SECRET"), "{got:?}");
 }
+
+/// The process manager re-checks the IPC directories before each bind: after
+/// `nobody` swapped the IPC directory (its parent writable by others) for
+/// one of theirs, open to everyone, the first request of a dynamic
+/// application makes the PM refuse to bind there (one crit line), instead
+/// of creating the application's socket in the attacker's directory.
+#[test]
+fn pm_binds_nothing_in_a_swapped_ipc_dir() {
+    let dir = TestDir::new();
+    let _app = probe_at(&dir, "dyn/probe.fcgi");
+    let open = dir.mkdir("open");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let ipc = open.join("ipc");
+    let apache = start_in(
+        &dir,
+        &format!(
+            "FastCgiIpcDir {}\nFastCgiConfig -appConnTimeout 2\n\
+             <Directory @HTDOCS@/dyn>\n    Options +ExecCGI\n    SetHandler fastcgi-script\n</Directory>",
+            ipc.display()
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || ipc.join("dynamic").is_dir()),
+        "{}",
+        evidence(&apache)
+    );
+    let swapped = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "mv {0} {0}.old && mkdir -m 0777 {0} {0}/dynamic && chmod 0777 {0}/dynamic",
+            ipc.display()
+        ))
+        .uid(NOBODY)
+        .gid(NOGROUP)
+        .status()
+        .unwrap();
+    assert!(swapped.success());
+    let r = secret_post(&apache, "/dyn/probe.fcgi");
+    assert_ne!(r.status, 200, "{}", evidence(&apache));
+    let dynamic = ipc.join("dynamic");
+    assert!(
+        apache.wait_for_log(
+            &format!(
+                "its directory \"{}\" is owned by uid 65534, not by uid 33",
+                dynamic.display()
+            ),
+            Duration::from_secs(10)
+        ),
+        "{}",
+        evidence(&apache)
+    );
+    let planted: Vec<_> = fs::read_dir(&dynamic)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        planted.is_empty(),
+        "the PM created {planted:?} in the attacker's directory"
+    );
+}
