@@ -295,6 +295,28 @@ pub unsafe extern "C" fn fcgi_rs_check_access(r: *mut ffi::request_rec) -> c_int
     auth_hook(r, AuthRole::AccessChecker)
 }
 
+/// `post_perdir_config`: an internal redirect or subrequest whose checks
+/// httpd would skip because its per-directory configuration is its
+/// origin's gets a configuration of its own when it names a FastCGI check,
+/// so the check runs for its URI (issue 10, finding 12).
+///
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_post_perdir_config(r: *mut ffi::request_rec) -> c_int {
+    guarded("post_perdir_config", handler::DECLINED, || {
+        // SAFETY: valid request for this hook call.
+        let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+            return handler::DECLINED;
+        };
+        // SAFETY: as in auth_hook.
+        if let Some(dir) = unsafe { req.dir_config().cast::<DirAuthConfig>().as_ref() } {
+            auth::recheck_internal_requests(&mut req, dir);
+        }
+        handler::DECLINED
+    })
+}
+
 fn cstr_arg<'a>(p: *const c_char) -> Option<&'a str> {
     // SAFETY: httpd passes NULL or NUL-terminated argument strings valid
     // for the directive call.

@@ -342,6 +342,37 @@ impl Request {
         unsafe { ffi::fcgi_shim_get_dir_config(self.r().per_dir_config) }
     }
 
+    /// Whether this internal redirect or subrequest has the very same
+    /// per-directory configuration vector as the request it came from
+    /// (`r->prev` or `r->main`): httpd then skips the access-control phases
+    /// and reuses that request's decision.
+    pub fn shares_dir_config_with_origin(&self) -> bool {
+        let r = self.r();
+        // SAFETY: r->prev and r->main are NULL or requests that outlive
+        // this one (httpd keeps them while their redirects/subrequests run).
+        let (prev, main) = unsafe { (r.prev.as_ref(), r.main.as_ref()) };
+        [prev, main]
+            .into_iter()
+            .flatten()
+            .any(|o| o.per_dir_config == r.per_dir_config)
+    }
+
+    /// Gives the request a per-directory configuration vector of its own
+    /// holding the same module configurations, so that httpd runs the
+    /// access-control phases for it (see
+    /// [`Request::shares_dir_config_with_origin`]).
+    pub fn unshare_dir_config(&mut self) {
+        let pool = self.pool().as_ptr();
+        // SAFETY: valid request and pool. Merging onto an empty vector
+        // copies every entry and calls no module's merge function (config.c,
+        // ap_merge_per_dir_configs: a NULL entry takes the base's).
+        unsafe {
+            let empty = ffi::ap_create_per_dir_config(pool);
+            let own = ffi::ap_merge_per_dir_configs(pool, self.r().per_dir_config, empty);
+            (*self.as_ptr()).per_dir_config = own;
+        }
+    }
+
     /// Logs with the request's server and client address.
     pub fn log(&self, level: Level, errno: i32, msg: &str) {
         let m = log::message(msg);
