@@ -237,6 +237,32 @@ pub unsafe extern "C" fn fcgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
     })
 }
 
+/// `dirwalk_stat`: lets httpd's directory walk continue through the
+/// missing directories of a defined server's path (issue 10, finding 9).
+///
+/// # Safety
+/// Called by httpd with a valid `apr_finfo_t` and request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_dirwalk_stat(
+    finfo: *mut ffi::apr_finfo_t,
+    r: *mut ffi::request_rec,
+    _wanted: i32,
+) -> ffi::apr_status_t {
+    const AP_DECLINED: ffi::apr_status_t = ffi::AP_DECLINED as ffi::apr_status_t;
+    guarded("dirwalk_stat", AP_DECLINED, || {
+        // SAFETY: valid request for this hook call.
+        let Some(req) = (unsafe { Request::from_raw(r) }) else {
+            return AP_DECLINED;
+        };
+        let Some(entry) = state_of(&req).and_then(|state| routing::dirwalk_stat(state, &req)) else {
+            return AP_DECLINED;
+        };
+        // SAFETY: httpd passes the finfo it wants filled, valid for the call.
+        unsafe { req.set_virtual_stat(finfo, entry == routing::VirtualEntry::Directory) };
+        0
+    })
+}
+
 /// One of the three authorizer hooks: acts only when the request's
 /// per-dir config names an application for `role` (reference section 6).
 fn auth_hook(r: *mut ffi::request_rec, role: AuthRole) -> c_int {

@@ -373,6 +373,28 @@ impl Request {
         }
     }
 
+    /// Answers httpd's `dirwalk_stat` hook for a path that does not exist
+    /// on disk: a directory, or a regular file, with only the type known.
+    ///
+    /// # Safety
+    /// `finfo` must be the `apr_finfo_t` httpd passed to the hook with this
+    /// request, valid for the call.
+    pub unsafe fn set_virtual_stat(&self, finfo: *mut ffi::apr_finfo_t, directory: bool) {
+        // SAFETY: per the contract, `finfo` is valid for writes; every field
+        // is plain data for which all-zeroes is a valid value.
+        let f = unsafe { &mut *finfo };
+        // SAFETY: as above.
+        *f = unsafe { std::mem::zeroed() };
+        f.pool = self.pool().as_ptr();
+        f.valid = ffi::APR_FINFO_TYPE as i32;
+        f.filetype = if directory {
+            ffi::apr_filetype_e_APR_DIR
+        } else {
+            ffi::apr_filetype_e_APR_REG
+        };
+        f.fname = self.r().filename;
+    }
+
     /// Logs with the request's server and client address.
     pub fn log(&self, level: Level, errno: i32, msg: &str) {
         let m = log::message(msg);
