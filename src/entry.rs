@@ -239,6 +239,10 @@ pub unsafe extern "C" fn fcgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
 
 /// `dirwalk_stat`: lets httpd's directory walk continue through the
 /// missing directories of a defined server's path (issue 10, finding 9).
+/// A path on the way to a server's path is stat'ed here as httpd would
+/// (so it is stat'ed once); when it does not exist, the walk is told it is
+/// a directory (or, for the server's path, a file). Everything else is
+/// left to httpd.
 ///
 /// # Safety
 /// Called by httpd with a valid `apr_finfo_t` and request.
@@ -246,7 +250,7 @@ pub unsafe extern "C" fn fcgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
 pub unsafe extern "C" fn fcgi_rs_dirwalk_stat(
     finfo: *mut ffi::apr_finfo_t,
     r: *mut ffi::request_rec,
-    _wanted: i32,
+    wanted: i32,
 ) -> ffi::apr_status_t {
     const AP_DECLINED: ffi::apr_status_t = ffi::AP_DECLINED as ffi::apr_status_t;
     guarded("dirwalk_stat", AP_DECLINED, || {
@@ -254,10 +258,15 @@ pub unsafe extern "C" fn fcgi_rs_dirwalk_stat(
         let Some(req) = (unsafe { Request::from_raw(r) }) else {
             return AP_DECLINED;
         };
-        let Some(entry) = state_of(&req).and_then(|state| routing::dirwalk_stat(state, &req)) else {
+        let Some(entry) = state_of(&req).and_then(|state| routing::dirwalk_entry(state, &req)) else {
             return AP_DECLINED;
         };
         // SAFETY: httpd passes the finfo it wants filled, valid for the call.
+        let rv = unsafe { req.stat_filename(finfo, wanted) };
+        if rv != ffi::APR_ENOENT as ffi::apr_status_t {
+            return rv;
+        }
+        // SAFETY: as above.
         unsafe { req.set_virtual_stat(finfo, entry == routing::VirtualEntry::Directory) };
         0
     })

@@ -373,6 +373,18 @@ impl Request {
         }
     }
 
+    /// What httpd's own `dirwalk_stat` does: `apr_stat` of `r->filename`
+    /// into `finfo`. Returns the APR status.
+    ///
+    /// # Safety
+    /// `finfo` must be the `apr_finfo_t` httpd passed to the hook with this
+    /// request, valid for the call.
+    pub unsafe fn stat_filename(&self, finfo: *mut ffi::apr_finfo_t, wanted: i32) -> ffi::apr_status_t {
+        // SAFETY: `finfo` per the contract; r->filename is a NUL-terminated
+        // string (the walk's current path) and the pool is the request's.
+        unsafe { ffi::apr_stat(finfo, self.r().filename, wanted, self.pool().as_ptr()) }
+    }
+
     /// Answers httpd's `dirwalk_stat` hook for a path that does not exist
     /// on disk: a directory, or a regular file, with only the type known.
     ///

@@ -17,7 +17,7 @@ pub const HANDLER: &std::ffi::CStr = c"fastcgi-script";
 /// An external server's path usually does not exist on disk. httpd's
 /// directory walk stops at the first missing component, so for a server
 /// below a missing directory (`/docroot/nodir/app.fcgi`, legacy RT-13) it
-/// would end at `/docroot/nodir`; [`dirwalk_stat`] makes the walk continue
+/// would end at `/docroot/nodir`; the `dirwalk_stat` hook ([`dirwalk_entry`]) makes the walk continue
 /// down to the server's path instead, applying the `<Directory>` and
 /// `<Files>` sections of that path on the way. (A former fix matched
 /// `r->filename + PATH_INFO` here instead, which skipped those sections:
@@ -55,16 +55,15 @@ pub fn virtual_entry<'a>(
     let mut entry = None;
     for s in server_paths {
         let s = s.as_os_str().as_bytes();
-        let below = |p: &[u8]| p.len() > s.len() && p.starts_with(s) && p[s.len()] == b'/';
         if filename == s {
             // The walk's remaining path starts with '/' (or is empty).
             if rest.is_empty() || rest.starts_with(b"/") {
                 return Some(VirtualEntry::File);
             }
         } else if s.len() > filename.len() && s.starts_with(filename) && s[filename.len()] == b'/' {
-            let mut target = filename.to_vec();
-            target.extend_from_slice(rest);
-            if target == s || below(&target) {
+            // filename + rest is the server path or below it.
+            let tail = &s[filename.len()..];
+            if rest.starts_with(tail) && (rest.len() == tail.len() || rest[tail.len()] == b'/') {
                 entry = Some(VirtualEntry::Directory);
             }
         }
@@ -72,18 +71,14 @@ pub fn virtual_entry<'a>(
     entry
 }
 
-/// The `dirwalk_stat` hook: a missing path on the way to a defined
-/// server's path is reported as a directory, the server's path itself as
-/// a file ([`virtual_entry`]); anything that exists, or is not on such a
-/// way, is left to httpd's own stat.
-pub fn dirwalk_stat(state: &ConfigState, r: &Request) -> Option<VirtualEntry> {
+/// For the `dirwalk_stat` hook: what the walk should be told about the
+/// path it is about to stat (`r->filename`, with `r->path_info` still to
+/// walk) **if that path does not exist** ([`virtual_entry`]); the caller
+/// stats it and uses this only on ENOENT. `None`: leave it to httpd.
+pub fn dirwalk_entry(state: &ConfigState, r: &Request) -> Option<VirtualEntry> {
     let filename = r.filename()?;
     let rest = r.path_info().unwrap_or(b"");
-    let entry = virtual_entry(state.servers().iter().map(Server::path), filename, rest)?;
-    match std::fs::symlink_metadata(Path::new(OsStr::from_bytes(filename))) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(entry),
-        _ => None,
-    }
+    virtual_entry(state.servers().iter().map(Server::path), filename, rest)
 }
 
 /// The fixups hook (RT-11): any request whose file belongs to a defined
