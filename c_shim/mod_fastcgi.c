@@ -28,6 +28,8 @@ extern int fcgi_rs_handler(request_rec *r);
 extern int fcgi_rs_check_authn(request_rec *r);
 extern int fcgi_rs_check_authz(request_rec *r);
 extern int fcgi_rs_check_access(request_rec *r);
+extern int fcgi_rs_post_perdir_config(request_rec *r);
+extern apr_status_t fcgi_rs_dirwalk_stat(apr_finfo_t *finfo, request_rec *r, apr_int32_t wanted);
 
 /* Directives: one Rust entry per argument shape; `cmd->info` carries the
  * directive id so Rust knows which directive (and which alias) it got. */
@@ -82,9 +84,22 @@ static void fastcgi_register_hooks(apr_pool_t *p)
     ap_hook_child_init(fcgi_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(fcgi_rs_fixups, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(fcgi_rs_handler, NULL, NULL, APR_HOOK_MIDDLE);
-    /* The 2.4 way, with per-config auth so httpd's optimisation for other
-     * sections stays on, and ahead of mod_auth_basic whatever the
-     * LoadModule order (legacy AU-02). */
+    /* The directory walk goes on through the missing directories of an
+     * external server's path, so the <Directory> sections of that path
+     * apply (issue 10, finding 9). */
+    ap_hook_dirwalk_stat(fcgi_rs_dirwalk_stat, NULL, NULL, APR_HOOK_MIDDLE);
+    /* The 2.4 way, ahead of mod_auth_basic whatever the LoadModule order
+     * (legacy AU-02). An authorizer decides on the URI it is shown, so an
+     * internal redirect or a subrequest (mod_rewrite, a Location: from an
+     * application, ErrorDocument, DirectoryIndex) must ask it again even
+     * when its per-directory configuration is the one of the request it
+     * came from, which httpd would take as already checked:
+     * fcgi_rs_post_perdir_config gives such a request a configuration of
+     * its own when it names a FastCGI check (issue 10, finding 12). That
+     * covers every case AP_AUTH_INTERNAL_PER_URI covers (and more), so the
+     * hooks stay per-configuration and httpd's reuse of decisions stays on
+     * for requests without FastCGI checks. */
+    ap_hook_post_perdir_config(fcgi_rs_post_perdir_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_authn(fcgi_rs_check_authn, NULL, NULL, APR_HOOK_FIRST, AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_check_authz(fcgi_rs_check_authz, NULL, NULL, APR_HOOK_FIRST, AP_AUTH_INTERNAL_PER_CONF);
     ap_hook_check_access(fcgi_rs_check_access, NULL, NULL, APR_HOOK_MIDDLE, AP_AUTH_INTERNAL_PER_CONF);

@@ -237,6 +237,41 @@ pub unsafe extern "C" fn fcgi_rs_handler(r: *mut ffi::request_rec) -> c_int {
     })
 }
 
+/// `dirwalk_stat`: lets httpd's directory walk continue through the
+/// missing directories of a defined server's path (issue 10, finding 9).
+/// A path on the way to a server's path is stat'ed here as httpd would
+/// (so it is stat'ed once); when it does not exist, the walk is told it is
+/// a directory (or, for the server's path, a file). Everything else is
+/// left to httpd.
+///
+/// # Safety
+/// Called by httpd with a valid `apr_finfo_t` and request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_dirwalk_stat(
+    finfo: *mut ffi::apr_finfo_t,
+    r: *mut ffi::request_rec,
+    wanted: i32,
+) -> ffi::apr_status_t {
+    const AP_DECLINED: ffi::apr_status_t = ffi::AP_DECLINED as ffi::apr_status_t;
+    guarded("dirwalk_stat", AP_DECLINED, || {
+        // SAFETY: valid request for this hook call.
+        let Some(req) = (unsafe { Request::from_raw(r) }) else {
+            return AP_DECLINED;
+        };
+        let Some(entry) = state_of(&req).and_then(|state| routing::dirwalk_entry(state, &req)) else {
+            return AP_DECLINED;
+        };
+        // SAFETY: httpd passes the finfo it wants filled, valid for the call.
+        let rv = unsafe { req.stat_filename(finfo, wanted) };
+        if rv != ffi::APR_ENOENT as ffi::apr_status_t {
+            return rv;
+        }
+        // SAFETY: as above.
+        unsafe { req.set_virtual_stat(finfo, entry == routing::VirtualEntry::Directory) };
+        0
+    })
+}
+
 /// One of the three authorizer hooks: acts only when the request's
 /// per-dir config names an application for `role` (reference section 6).
 fn auth_hook(r: *mut ffi::request_rec, role: AuthRole) -> c_int {
@@ -293,6 +328,28 @@ pub unsafe extern "C" fn fcgi_rs_check_authz(r: *mut ffi::request_rec) -> c_int 
 #[no_mangle]
 pub unsafe extern "C" fn fcgi_rs_check_access(r: *mut ffi::request_rec) -> c_int {
     auth_hook(r, AuthRole::AccessChecker)
+}
+
+/// `post_perdir_config`: an internal redirect or subrequest whose checks
+/// httpd would skip because its per-directory configuration is its
+/// origin's gets a configuration of its own when it names a FastCGI check,
+/// so the check runs for its URI (issue 10, finding 12).
+///
+/// # Safety
+/// Called by httpd with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_post_perdir_config(r: *mut ffi::request_rec) -> c_int {
+    guarded("post_perdir_config", handler::DECLINED, || {
+        // SAFETY: valid request for this hook call.
+        let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+            return handler::DECLINED;
+        };
+        // SAFETY: as in auth_hook.
+        if let Some(dir) = unsafe { req.dir_config().cast::<DirAuthConfig>().as_ref() } {
+            auth::recheck_internal_requests(&mut req, dir);
+        }
+        handler::DECLINED
+    })
 }
 
 fn cstr_arg<'a>(p: *const c_char) -> Option<&'a str> {

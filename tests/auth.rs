@@ -610,3 +610,194 @@ fn config_errors() {
         assert!(ok, "refused: {extra}\n{out}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// .htaccess may add a check, never weaken one configured above it (issue 10, finding 3)
+// ---------------------------------------------------------------------------------------
+
+/// `AllowOverride AuthConfig FileInfo` below the administrator's access checker
+/// (`guarded`), below a `<Location>` that names one (`tenant/later`) and where nothing is
+/// configured (`tenant`); an authenticator the same way (`members`).
+const HTACCESS_SECTIONS: &str = "<Directory @HTDOCS@/guarded>\n    AllowOverride AuthConfig FileInfo\n    \
+     FastCgiAccessChecker @ROOT@/authz\n</Directory>\n\
+     <Directory @HTDOCS@/tenant>\n    AllowOverride AuthConfig FileInfo\n</Directory>\n\
+     <Location /tenant/later>\n    FastCgiAccessChecker @ROOT@/authz\n</Location>\n\
+     <Directory @HTDOCS@/members>\n    AllowOverride AuthConfig FileInfo\n    AuthType Basic\n    \
+     AuthName \"Test Realm\"\n    FastCgiAuthenticator @ROOT@/authz\n    Require valid-user\n</Directory>";
+
+/// Each way an .htaccess author could switch off or replace the administrator's check fails
+/// to grant access (the setting is ignored with one log line); an .htaccess that adds a
+/// check where none was configured, or makes one authoritative, still works.
+#[test]
+fn htaccess_cannot_weaken_checks_configured_above_it() {
+    let s = setup();
+    let root = s.dir.path().display().to_string();
+    // The content probe, a defined server that answers 200 to anything.
+    let yes_man = format!("{root}/htdocs/app");
+    let page = |dir: &str, htaccess: String| {
+        s.dir.write(format!("htdocs/{dir}/page.txt"), "protected page\n", 0o644);
+        s.dir.write(format!("htdocs/{dir}/.htaccess"), htaccess, 0o644);
+    };
+    // The bypasses.
+    page("guarded/off", "FastCgiAccessCheckerAuthoritative Off\n".into());
+    page("guarded/swap", format!("FastCgiAccessChecker {yes_man}\n"));
+    page(
+        "guarded/both",
+        format!("FastCgiAccessCheckerAuthoritative Off\nFastCgiAccessChecker {yes_man}\n"),
+    );
+    page("tenant/later", "FastCgiAccessCheckerAuthoritative Off\n".into());
+    page(
+        "members/swap",
+        format!("FastCgiAuthenticator {yes_man}\nFastCgiAuthenticatorAuthoritative Off\n"),
+    );
+    // Legitimate uses.
+    page("guarded/strict", "FastCgiAccessCheckerAuthoritative On\n".into());
+    page("tenant/own", format!("FastCgiAccessChecker {root}/authz\n"));
+    page(
+        "tenant/soft",
+        format!("FastCgiAccessChecker {root}/authz\nFastCgiAccessCheckerAuthoritative Off\n"),
+    );
+    let apache = s.start(BasicOrder::NotLoaded, HTACCESS_SECTIONS);
+    let allow = [("X-Allow", "yes")];
+
+    for dir in [
+        "guarded/off",
+        "guarded/swap",
+        "guarded/both",
+        "tenant/later",
+        "guarded/strict",
+        "tenant/own",
+    ] {
+        let path = format!("/{dir}/page.txt");
+        let r = apache.get(&path);
+        assert_eq!(
+            r.status,
+            403,
+            "{path}: access checker bypassed:\n{}\n{}",
+            brief(&r),
+            log_tail(&apache)
+        );
+        assert!(!r.text().contains("protected page"), "{path}: served");
+        let r = apache.get_with(&path, &allow);
+        assert_eq!(r.status, 200, "{path}:\n{}\n{}", brief(&r), log_tail(&apache));
+        assert_eq!(r.text(), "protected page\n");
+    }
+    // The tenant's own non-authoritative checker: a denial lets the other modules decide.
+    let r = apache.get("/tenant/soft/page.txt");
+    assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
+
+    // The administrator's authenticator stays in charge.
+    let r = get_as(&apache, "/members/swap/page.txt", "alice", "wrong");
+    assert_eq!(
+        r.status,
+        401,
+        "authenticator replaced:\n{}\n{}",
+        brief(&r),
+        log_tail(&apache)
+    );
+    assert!(!r.text().contains("protected page"));
+    let r = get_as(&apache, "/members/swap/page.txt", "alice", "wonderland");
+    assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
+
+    // One warning line per ignored setting.
+    for (dir, directive) in [
+        ("guarded/off", "FastCgiAccessCheckerAuthoritative Off"),
+        ("guarded/swap", "FastCgiAccessChecker"),
+        ("guarded/both", "FastCgiAccessCheckerAuthoritative Off"),
+        ("guarded/both", "FastCgiAccessChecker"),
+        ("members/swap", "FastCgiAuthenticator"),
+    ] {
+        assert_log(
+            &apache,
+            &format!("FastCGI: {directive} in {root}/htdocs/{dir}/.htaccess ignored"),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks run again for internal redirects and subrequests (issue 10, finding 12)
+// ---------------------------------------------------------------------------------------
+
+/// An access checker and an authorizer that grant `/zone/...` but refuse any URI
+/// containing `secret` (tests/apps/authz.py) are asked again when a request reaches a
+/// secret by an internal redirect (per-directory mod_rewrite, a FastCGI application's local
+/// `Location:`, ErrorDocument) or a subrequest (DirectoryIndex). With per-configuration
+/// checks httpd reused the first decision, since the per-directory configuration is the same.
+#[test]
+fn checks_run_again_for_internal_redirects_and_subrequests() {
+    let s = setup();
+    for zone in ["zone", "uzone"] {
+        s.dir
+            .write(format!("htdocs/{zone}/secret.html"), "SECRET CONTENT\n", 0o644);
+        s.dir.write(format!("htdocs/{zone}/plain.html"), "plain page\n", 0o644);
+        s.dir
+            .write(format!("htdocs/{zone}/docs/secret.html"), "SECRET INDEX\n", 0o644);
+    }
+    let per_zone = |zone: &str| {
+        format!(
+            "    RewriteEngine On\n    RewriteRule ^open\\.html$ /{zone}/secret.html\n    \
+             DirectoryIndex secret.html\n    ErrorDocument 404 /{zone}/secret.html\n"
+        )
+    };
+    let extra = format!(
+        "FastCgiExternalServer @HTDOCS@/zone/app -socket {}\n\
+         <Directory @HTDOCS@/zone>\n    FastCgiAccessChecker @ROOT@/authz\n{}</Directory>\n\
+         <Directory @HTDOCS@/uzone>\n    AuthType Basic\n    AuthName \"Test Realm\"\n    \
+         FastCgiAuthenticator @ROOT@/authz\n    FastCgiAuthorizer @ROOT@/authz\n    Require valid-user\n{}</Directory>",
+        s.probe_sock.display(),
+        per_zone("zone"),
+        per_zone("uzone"),
+    );
+    let apache = Apache::start(&s.conf(BasicOrder::NotLoaded, &extra).with_module("rewrite"));
+    let allow = [("X-Allow", "yes")];
+    let no_secret = |what: &str, r: &Response| {
+        assert!(
+            !r.text().contains("SECRET"),
+            "{what}: the refused URI was served:\n{}\n{}",
+            brief(r),
+            log_tail(&apache)
+        );
+    };
+
+    // The checker's own decisions.
+    let r = apache.get_with("/zone/plain.html", &allow);
+    assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
+    let r = apache.get_with("/zone/secret.html", &allow);
+    assert_eq!(r.status, 403, "{}", brief(&r));
+
+    // mod_rewrite in <Directory>: an internal redirect.
+    let r = apache.get_with("/zone/open.html", &allow);
+    no_secret("RewriteRule", &r);
+    assert_eq!(r.status, 403, "{}", brief(&r));
+    assert_log(&apache, "FastCGI: access denied: /zone/secret.html");
+
+    // A FastCGI application's local redirect.
+    let r = apache.get_with("/zone/app?mode=redirect_internal&to=/zone/secret.html", &allow);
+    no_secret("Location: from the application", &r);
+    assert_eq!(r.status, 403, "{}", brief(&r));
+    let r = apache.get_with("/zone/app?mode=redirect_internal&to=/zone/plain.html", &allow);
+    assert_eq!(r.text(), "plain page\n", "{}", brief(&r));
+
+    // ErrorDocument: the 404 stays a 404, without the refused page as its body.
+    let r = apache.get_with("/zone/nothing.html", &allow);
+    no_secret("ErrorDocument", &r);
+    assert_eq!(r.status, 404, "{}", brief(&r));
+
+    // DirectoryIndex: the index file is looked up in a subrequest.
+    let r = apache.get_with("/zone/docs/", &allow);
+    no_secret("DirectoryIndex", &r);
+    assert_eq!(r.status, 403, "{}", brief(&r));
+
+    // The same for the authorizer role (alice is authorized, but not for secrets).
+    let r = get_as(&apache, "/uzone/plain.html", "alice", "wonderland");
+    assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
+    let r = get_as(&apache, "/uzone/open.html", "alice", "wonderland");
+    no_secret("RewriteRule (authorizer)", &r);
+    assert_eq!(r.status, 401, "{}", brief(&r));
+    let r = get_as(&apache, "/uzone/docs/", "alice", "wonderland");
+    no_secret("DirectoryIndex (authorizer)", &r);
+    assert_log(
+        &apache,
+        "FastCGI: authorization failed for user \"alice\": /uzone/docs/secret.html",
+    );
+}

@@ -339,6 +339,84 @@ fn virtual_filename_path_info_and_missing_parent_directory() {
     assert_eq!(r.status, 404, "{}", brief(&r));
 }
 
+/// Issue 10, finding 9: the directory walk continues through the missing directories of an
+/// external server's path, so `<Directory>` and `<Files>` sections for that path apply as
+/// they would to a real file there (before the fix, routing matched `filename + PATH_INFO`
+/// and `<Directory …/missing>` never applied).
+#[test]
+fn directory_sections_apply_below_missing_directories() {
+    let dir = TestDir::new();
+    let (_probe, sock) = start_probe_unix(&dir, "probe");
+    // carol:secret ({SHA} of "secret").
+    dir.write("htpasswd", "carol:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n", 0o644);
+    let servers: Vec<String> = ["missing/api", "private/area/api", "deep/er/blocked.fcgi", "open/api"]
+        .iter()
+        .map(|p| ext_socket(p, &sock, ""))
+        .collect();
+    let apache = Apache::start(
+        &ApacheConf::new()
+            .root(dir.path())
+            .with_module("authn_core")
+            .with_module("authn_file")
+            .with_module("authz_user")
+            .with_module("auth_basic")
+            .extra(&servers.join("\n"))
+            .extra(
+                "<Directory @HTDOCS@/missing>\n    Require all denied\n</Directory>\n\
+                 <Directory @HTDOCS@/private>\n    AuthType Basic\n    AuthName \"Private\"\n    \
+                 AuthBasicProvider file\n    AuthUserFile @ROOT@/htpasswd\n    Require valid-user\n</Directory>\n\
+                 <Files blocked.fcgi>\n    Require all denied\n</Files>",
+            ),
+    );
+    let htdocs = apache.htdocs();
+    for d in ["missing", "private", "deep", "open"] {
+        assert!(!htdocs.join(d).exists());
+    }
+
+    for path in ["/missing/api/x", "/missing/api", "/deep/er/blocked.fcgi/x"] {
+        let r = apache.get(&format!("{path}?mode=env"));
+        assert_eq!(
+            r.status,
+            403,
+            "{path}: section bypassed:\n{}\n{}",
+            brief(&r),
+            log_tail(&apache)
+        );
+        assert!(!r.text().contains("GATEWAY_INTERFACE="), "{path}: served");
+    }
+
+    let r = apache.get("/private/area/api/x?mode=env");
+    assert_eq!(
+        r.status,
+        401,
+        "authentication bypassed:\n{}\n{}",
+        brief(&r),
+        log_tail(&apache)
+    );
+    assert!(!r.text().contains("GATEWAY_INTERFACE="), "served");
+    let carol = [("Authorization", "Basic Y2Fyb2w6c2VjcmV0")];
+    let r = apache.get_with("/private/area/api/x?mode=env", &carol);
+    assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
+    assert_eq!(r.env_var("REMOTE_USER").as_deref(), Some("carol"));
+    assert_eq!(r.env_var("SCRIPT_NAME").as_deref(), Some("/private/area/api"));
+    assert_eq!(r.env_var("PATH_INFO").as_deref(), Some("/x"));
+
+    // No section: served, split at the server's path.
+    let r = apache.get("/open/api/x/y?mode=env");
+    assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
+    assert_eq!(r.env_var("SCRIPT_NAME").as_deref(), Some("/open/api"));
+    assert_eq!(r.env_var("PATH_INFO").as_deref(), Some("/x/y"));
+    assert_eq!(
+        r.env_var("SCRIPT_FILENAME"),
+        Some(format!("{}/open/api", htdocs.display()))
+    );
+    // The missing directories themselves are still missing.
+    let r = apache.get("/open/");
+    assert_eq!(r.status, 404, "{}", brief(&r));
+    let r = apache.get("/open/other");
+    assert_eq!(r.status, 404, "{}", brief(&r));
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. Relative -socket names live in FastCgiIpcDir
 // ---------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-pub use auth::{parse_auth, AuthRole, AuthSpec, DirAuthConfig};
+pub use auth::{parse_auth, AuthRole, AuthSpec, DirAuthConfig, IgnoredSetting, Origin};
 pub use md5::{md5, md5_hex};
 pub use paths::{
     check_access, default_static_socket, dynamic_socket, executable_by, normalize_path, socket_dir_risk, FileInfo,

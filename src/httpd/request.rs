@@ -342,6 +342,71 @@ impl Request {
         unsafe { ffi::fcgi_shim_get_dir_config(self.r().per_dir_config) }
     }
 
+    /// Whether this internal redirect or subrequest has the very same
+    /// per-directory configuration vector as the request it came from
+    /// (`r->prev` or `r->main`): httpd then skips the access-control phases
+    /// and reuses that request's decision.
+    pub fn shares_dir_config_with_origin(&self) -> bool {
+        let r = self.r();
+        // SAFETY: r->prev and r->main are NULL or requests that outlive
+        // this one (httpd keeps them while their redirects/subrequests run).
+        let (prev, main) = unsafe { (r.prev.as_ref(), r.main.as_ref()) };
+        [prev, main]
+            .into_iter()
+            .flatten()
+            .any(|o| o.per_dir_config == r.per_dir_config)
+    }
+
+    /// Gives the request a per-directory configuration vector of its own
+    /// holding the same module configurations, so that httpd runs the
+    /// access-control phases for it (see
+    /// [`Request::shares_dir_config_with_origin`]).
+    pub fn unshare_dir_config(&mut self) {
+        let pool = self.pool().as_ptr();
+        // SAFETY: valid request and pool. Merging onto an empty vector
+        // copies every entry and calls no module's merge function (config.c,
+        // ap_merge_per_dir_configs: a NULL entry takes the base's).
+        unsafe {
+            let empty = ffi::ap_create_per_dir_config(pool);
+            let own = ffi::ap_merge_per_dir_configs(pool, self.r().per_dir_config, empty);
+            (*self.as_ptr()).per_dir_config = own;
+        }
+    }
+
+    /// What httpd's own `dirwalk_stat` does: `apr_stat` of `r->filename`
+    /// into `finfo`. Returns the APR status.
+    ///
+    /// # Safety
+    /// `finfo` must be the `apr_finfo_t` httpd passed to the hook with this
+    /// request, valid for the call.
+    pub unsafe fn stat_filename(&self, finfo: *mut ffi::apr_finfo_t, wanted: i32) -> ffi::apr_status_t {
+        // SAFETY: `finfo` per the contract; r->filename is a NUL-terminated
+        // string (the walk's current path) and the pool is the request's.
+        unsafe { ffi::apr_stat(finfo, self.r().filename, wanted, self.pool().as_ptr()) }
+    }
+
+    /// Answers httpd's `dirwalk_stat` hook for a path that does not exist
+    /// on disk: a directory, or a regular file, with only the type known.
+    ///
+    /// # Safety
+    /// `finfo` must be the `apr_finfo_t` httpd passed to the hook with this
+    /// request, valid for the call.
+    pub unsafe fn set_virtual_stat(&self, finfo: *mut ffi::apr_finfo_t, directory: bool) {
+        // SAFETY: per the contract, `finfo` is valid for writes; every field
+        // is plain data for which all-zeroes is a valid value.
+        let f = unsafe { &mut *finfo };
+        // SAFETY: as above.
+        *f = unsafe { std::mem::zeroed() };
+        f.pool = self.pool().as_ptr();
+        f.valid = ffi::APR_FINFO_TYPE as i32;
+        f.filetype = if directory {
+            ffi::apr_filetype_e_APR_DIR
+        } else {
+            ffi::apr_filetype_e_APR_REG
+        };
+        f.fname = self.r().filename;
+    }
+
     /// Logs with the request's server and client address.
     pub fn log(&self, level: Level, errno: i32, msg: &str) {
         let m = log::message(msg);

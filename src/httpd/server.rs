@@ -127,6 +127,21 @@ impl CmdParms {
         }
     }
 
+    /// Whether the directive is being read from an .htaccess file (httpd's
+    /// own test, as `NOT_IN_HTACCESS` makes it).
+    pub fn in_htaccess(&self) -> bool {
+        self.check_context(ffi::NOT_IN_HTACCESS).is_err()
+    }
+
+    /// The name of the file the directive is read from (`cmd->config_file`).
+    pub fn config_file_name(&self) -> Option<String> {
+        // SAFETY: cmd->config_file is NULL or the ap_configfile_t being
+        // read, whose name is a NUL-terminated string, both valid for the
+        // directive call.
+        let name = unsafe { self.c().config_file.as_ref().and_then(|f| opt_cstr(f.name)) };
+        name.map(|n| String::from_utf8_lossy(n).into_owned())
+    }
+
     /// Copies an error message into the pool, for returning to httpd.
     pub fn error(&self, msg: &str) -> *const std::os::raw::c_char {
         self.pool().strdup(msg.as_bytes())

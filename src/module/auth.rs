@@ -46,6 +46,12 @@ pub fn check(state: &ConfigState, r: &mut Request, dir: &DirAuthConfig, role: Au
         return DECLINED;
     };
     let authoritative = dir.is_authoritative(role);
+    // Issue 10, finding 3: what an .htaccess file tried to weaken.
+    let ignored = dir.ignored().iter().filter(|i| i.role == role);
+    for setting in ignored {
+        let uri = String::from_utf8_lossy(r.uri()).into_owned();
+        r.log(Level::Warn, 0, &setting.log_line(&uri));
+    }
 
     // AU-13: the authenticator needs Basic credentials first.
     let password = if role == AuthRole::Authenticator {
@@ -118,6 +124,17 @@ pub fn check(state: &ConfigState, r: &mut Request, dir: &DirAuthConfig, role: Au
         note_auth_failure(r);
     }
     status
+}
+
+/// Issue 10, finding 12: an authorizer decides on the URI it is shown, so
+/// an internal redirect or a subrequest in a section naming a FastCGI check
+/// must be checked for its own URI. httpd skips the checks of a request
+/// whose per-directory configuration is its origin's (the same vector):
+/// such a request gets its own copy.
+pub fn recheck_internal_requests(r: &mut Request, dir: &DirAuthConfig) {
+    if dir.any_server() && r.shares_dir_config_with_origin() {
+        r.unshare_dir_config();
+    }
 }
 
 /// Adds the challenge header of the request's AuthType. For Basic it is

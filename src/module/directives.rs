@@ -178,7 +178,9 @@ pub fn take1(cmd: &CmdParms, arg: &str) -> Result<(), String> {
 /// `FastCgiServer`/`FastCgiExternalServer`: AuthConfig does not let an
 /// .htaccess author run arbitrary programs, so naming a would-be dynamic
 /// application there is refused (the request fails with 500 and httpd
-/// logs the message).
+/// logs the message). Nor may it replace an application configured above
+/// it for the same role: that is ignored when the sections are merged
+/// ([`DirAuthConfig::merge`]).
 pub fn take12(
     cmd: &CmdParms,
     dir: &mut DirAuthConfig,
@@ -205,15 +207,28 @@ pub fn take12(
             config::parse_auth(&name, path, opt, &cfg, &OsProbe).map_err(|e| e.to_string())?
         }
     };
+    if running.is_some() {
+        mark_htaccess(cmd, dir);
+    }
     dir.set_server(role, spec);
     Ok(())
 }
 
-/// The three `...Authoritative` switches (FLAG).
+/// Records that `dir` is an .htaccess file's section, so that its settings
+/// cannot weaken a check configured above it (issue 10, finding 3).
+fn mark_htaccess(cmd: &CmdParms, dir: &mut DirAuthConfig) {
+    dir.read_from_htaccess(&cmd.config_file_name().unwrap_or_else(|| ".htaccess".into()));
+}
+
+/// The three `...Authoritative` switches (FLAG). In an .htaccess file, Off
+/// only applies to a check that file adds (see [`DirAuthConfig::merge`]).
 pub fn flag(cmd: &CmdParms, dir: &mut DirAuthConfig, on: bool) -> Result<(), String> {
     let name = cmd.name();
     let role = AuthRole::from_authoritative_directive(&name)
         .ok_or_else(|| internal(&name, DirectiveId::from_info(cmd.info())))?;
+    if cmd.in_htaccess() {
+        mark_htaccess(cmd, dir);
+    }
     dir.set_authoritative(role, on);
     Ok(())
 }

@@ -9,6 +9,10 @@ FCGI_APACHE_ROLE:
   AUTHORIZER      REMOTE_USER in AUTHORIZED
   ACCESS_CHECKER  request header `X-Allow: yes` (HTTP_X_ALLOW)
 
+and, deciding per URI, refuses in the AUTHORIZER and ACCESS_CHECKER roles any request whose
+SCRIPT_NAME + PATH_INFO (the URI being checked: after an internal redirect or in a
+subrequest, the new one) contains `secret`.
+
 Pass: `Status: 200`, `Variable-AUTH_VAR: v1`, `X-Plain: p1` and
 `Variable-<ROLE>_INFO: role=..;sn=..;pi=..;pt=..;cl=..;pw=..;prev=..;body=..` describing what it
 received (`-` when a variable was absent; `pw` is the password it saw; `prev` is AUTH_VAR as
@@ -42,6 +46,10 @@ def stdout(rid, data):
     return out + rec(STDOUT, rid)
 
 
+def secret_uri(env):
+    return b"secret" in env.get(b"SCRIPT_NAME", b"") + env.get(b"PATH_INFO", b"")
+
+
 def respond(conn, rid, fcgi_role, env, stdin):
     role = env.get(b"FCGI_APACHE_ROLE", b"-")
     user = env.get(b"REMOTE_USER", b"")
@@ -52,9 +60,9 @@ def respond(conn, rid, fcgi_role, env, stdin):
     elif role == b"AUTHENTICATOR":
         ok = USERS.get(user) is not None and USERS.get(user) == env.get(b"REMOTE_PASSWD")
     elif role == b"AUTHORIZER":
-        ok = user in AUTHORIZED
+        ok = user in AUTHORIZED and not secret_uri(env)
     elif role == b"ACCESS_CHECKER":
-        ok = env.get(b"HTTP_X_ALLOW") == b"yes"
+        ok = env.get(b"HTTP_X_ALLOW") == b"yes" and not secret_uri(env)
     else:
         ok = False
 
