@@ -190,6 +190,10 @@ pub struct ConnOptions {
     /// default (static: `-processes`; external: what the application answers
     /// to FCGI_GET_VALUES FCGI_MAX_CONNS).
     pub keep_conn: Option<u32>,
+    /// `-pass-php-values` (new): forward PHP_VALUE / PHP_ADMIN_VALUE
+    /// request variables to the application (dropped by default: they
+    /// override php-fpm's pool settings).
+    pub pass_php_values: bool,
 }
 
 impl Default for ConnOptions {
@@ -203,6 +207,7 @@ impl Default for ConnOptions {
             user: None,
             group: None,
             keep_conn: None,
+            pass_php_values: false,
         }
     }
 }
@@ -332,6 +337,8 @@ pub struct DynamicConfig {
     pub idle_timeout: u32,
     pub initial_env: Vec<(String, String)>,
     pub pass_headers: Vec<String>,
+    /// `-pass-php-values` (see [`ConnOptions::pass_php_values`]).
+    pub pass_php_values: bool,
     pub flush: bool,
     pub listen_queue_depth: u32,
     pub min_server_life: u32,
@@ -362,6 +369,7 @@ impl Default for DynamicConfig {
             idle_timeout: 30,
             initial_env: Vec::new(),
             pass_headers: Vec::new(),
+            pass_php_values: false,
             flush: false,
             listen_queue_depth: 100,
             min_server_life: 30,
@@ -466,6 +474,19 @@ fn text(words: &mut std::vec::IntoIter<String>) -> Result<String, String> {
     Ok(v)
 }
 
+/// A `-pass-header` value. `Proxy` is refused: passed as `HTTP_PROXY` it
+/// is taken by CGI libraries as their outgoing proxy (httpoxy), which
+/// httpd itself never passes.
+fn pass_header(words: &mut std::vec::IntoIter<String>) -> Result<String, String> {
+    let v = text(words)?;
+    if v.eq_ignore_ascii_case("proxy") {
+        return Err(format!(
+            "\"{v}\" is refused: it would be passed as HTTP_PROXY, which applications take as their outgoing proxy (httpoxy)"
+        ));
+    }
+    Ok(v)
+}
+
 /// Options common to static and external servers. `None` when `lower` is not
 /// one of them.
 fn conn_option(
@@ -476,7 +497,11 @@ fn conn_option(
     let r = match lower {
         "-appconntimeout" => values::unsigned(&value(words), 0).map(|v| opts.app_conn_timeout = v),
         "-idle-timeout" => values::unsigned(&value(words), 1).map(|v| opts.idle_timeout = v),
-        "-pass-header" => text(words).map(|v| opts.pass_headers.push(v)),
+        "-pass-header" => pass_header(words).map(|v| opts.pass_headers.push(v)),
+        "-pass-php-values" => {
+            opts.pass_php_values = true;
+            Ok(())
+        }
         "-flush" => {
             opts.flush = true;
             Ok(())
@@ -984,7 +1009,8 @@ impl ConfigState {
                     let entry = self.env_entry(&value(w), env.len()).map_err(invalid)?;
                     env.push(entry);
                 }
-                "-pass-header" => d.pass_headers.push(text(w).map_err(invalid)?),
+                "-pass-header" => d.pass_headers.push(pass_header(w).map_err(invalid)?),
+                "-pass-php-values" => d.pass_php_values = true,
                 "-appconntimeout" => d.app_conn_timeout = values::unsigned(&value(w), 0).map_err(invalid)?,
                 "-idle-timeout" => d.idle_timeout = values::unsigned(&value(w), 1).map_err(invalid)?,
                 "-listen-queue-depth" => d.listen_queue_depth = values::unsigned(&value(w), 1).map_err(invalid)?,

@@ -2308,3 +2308,45 @@ fn os_probe_and_system_resolver_smoke() {
     assert_eq!(system_uid_by_name("root"), Some(0));
     assert_eq!(system_user_by_uid(0).as_deref(), Some("root"));
 }
+
+/// Security (issue 10, finding 11): `-pass-header Proxy` would re-create
+/// HTTP_PROXY (httpoxy); refused in every directive that takes it, any case.
+#[test]
+fn pass_header_proxy_is_refused() {
+    let why = "is refused: it would be passed as HTTP_PROXY, which applications take as their outgoing proxy (httpoxy)";
+    let e = st()
+        .fastcgi_server("FastCgiServer", &format!("{P} -pass-header Proxy"), &fs())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("FastCgiServer {P}: invalid value for -pass-header: \"Proxy\" {why}")
+    );
+    let e = st()
+        .external_server("FastCgiExternalServer", "/e -socket s -pass-header pRoXy")
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("FastCgiExternalServer /e: invalid value for -pass-header: \"pRoXy\" {why}")
+    );
+    let e = st().fastcgi_config("FastCgiConfig", "-pass-header PROXY").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("FastCgiConfig: invalid value for -pass-header: \"PROXY\" {why}")
+    );
+    // Headers that merely contain the word are fine.
+    assert_eq!(
+        dynamic_ok("-pass-header Proxy-Authorization").pass_headers,
+        ["Proxy-Authorization"]
+    );
+}
+
+/// Security (issue 10, finding 4): PHP_VALUE / PHP_ADMIN_VALUE are passed
+/// only with `-pass-php-values`.
+#[test]
+fn pass_php_values_option() {
+    assert!(!ConnOptions::default().pass_php_values);
+    assert!(!dynamic_ok("-flush").pass_php_values);
+    assert!(dynamic_ok("-Pass-PHP-Values").pass_php_values);
+    assert!(external_ok("/e -socket s -pass-php-values").opts.pass_php_values);
+    assert!(!external_ok("/e -socket s").opts.pass_php_values);
+}

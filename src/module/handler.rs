@@ -56,6 +56,8 @@ struct HttpdFrontend<'a> {
     transient: bool,
     /// Connection reuse for this request.
     lease: Option<Lease>,
+    /// Reading the client's body failed because the client went away.
+    client_left: bool,
 }
 
 /// Response pieces smaller than this are copied and held (see `body`).
@@ -67,7 +69,12 @@ impl Frontend for HttpdFrontend<'_> {
     fn read_body(&mut self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
         match &mut self.body {
             Body::None => Ok(true),
-            Body::Client => self.r.read_body(&mut self.input, max, sink),
+            // An input filter's failure is an APR status, not an HTTP one
+            // (LimitRequestBody: ENOSPC → 413, Timeout: TIMEUP → 408).
+            Body::Client => self.r.read_body(&mut self.input, max, sink).map_err(|rv| {
+                self.client_left = self.r.body_error_is_client_gone(rv);
+                self.r.map_body_error(rv)
+            }),
             Body::Spooled(sp) => {
                 self.scratch.resize(max, 0);
                 let n = sp.read(&mut self.scratch).map_err(|_| 500)?;
@@ -247,16 +254,7 @@ pub(crate) fn notify(r: &Request, msg: &ReqMsg) {
 fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
     let d = state.dynamic();
     let file = PathBuf::from(std::ffi::OsStr::from_bytes(r.filename().unwrap_or(b"")));
-    // Without a wrapper, or without a suexec identity, the class is keyed
-    // "-"/"-" and started directly (legacy PM-21/PM-27); with both, the
-    // wrapper gets the identity's user name and the group as a number.
-    let (user, group) = match (state.wrapper_path(), r.suexec_identity()) {
-        (Some(_), Some((uid, gid, userdir))) if uid != 0 || gid != 0 => {
-            let name = crate::config::system_user_by_uid(uid).unwrap_or_else(|| format!("#{uid}"));
-            (if userdir { format!("~{name}") } else { name }, gid.to_string())
-        }
-        _ => ("-".to_string(), "-".to_string()),
-    };
+    let (user, group) = dynamic_identity(state, r);
     let sock = state.dynamic_socket_for(&file, &user, &group);
     let key = ClassKey {
         path: file.clone(),
@@ -278,6 +276,28 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         state.effective_ipc_dir(),
         Connect::Dynamic(&dynamic),
     )
+}
+
+/// The user and group a dynamic class runs as, part of its key. Without a
+/// wrapper the class is keyed "-"/"-" and started directly (legacy
+/// PM-21). With `FastCgiWrapper` it always starts through the wrapper
+/// (PM-27): as the request's suexec identity (user name, group as a
+/// number), else — unlike legacy, which then exec'd the application
+/// directly — as the server's User and Group, like a static application.
+pub(crate) fn dynamic_identity(state: &ConfigState, r: &Request) -> (String, String) {
+    if state.wrapper_path().is_none() {
+        return ("-".to_string(), "-".to_string());
+    }
+    match r.suexec_identity() {
+        Some((uid, gid, userdir)) if uid != 0 || gid != 0 => {
+            let name = crate::config::system_user_by_uid(uid).unwrap_or_else(|| format!("#{uid}"));
+            (if userdir { format!("~{name}") } else { name }, gid.to_string())
+        }
+        _ => {
+            let id = state.fcgi_identity();
+            (id.user, id.group)
+        }
+    }
 }
 
 /// Asks the process manager to start the dynamic class `key` when its
@@ -309,6 +329,7 @@ pub(crate) fn dynamic_conn_options(d: &DynamicConfig, flush: bool) -> ConnOption
         idle_timeout: d.idle_timeout,
         flush,
         pass_headers: d.pass_headers.clone(),
+        pass_php_values: d.pass_php_values,
         nph: false,
         user: None,
         group: None,
@@ -375,6 +396,16 @@ fn spool_body(r: &mut Request, spool_dir: &Path) -> Result<Spool, i32> {
         match eos {
             Ok(true) => break,
             Ok(false) => {}
+            Err(rv) if r.body_error_is_client_gone(rv) => {
+                r.log(
+                    Level::Info,
+                    0,
+                    "FastCGI: client stopped connection before the chunked request body was complete",
+                );
+                r.set_status(400);
+                r.mark_client_gone();
+                return Err(OK);
+            }
             Err(rv) => return Err(r.map_body_error(rv)),
         }
     }
@@ -441,7 +472,7 @@ pub fn serve_with(
     let keep = lease.as_ref().is_some_and(|l| l.keep());
 
     let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder, keep) {
+    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder, keep, opts.pass_php_values) {
         r.log(
             Level::Error,
             0,
@@ -535,6 +566,7 @@ pub fn serve_with(
         pending: 0,
         transient: false,
         lease,
+        client_left: false,
     };
     let mut reconnect = || connect().ok();
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
@@ -543,6 +575,7 @@ pub fn serve_with(
         mut out,
         dynamic,
         lease,
+        client_left,
         ..
     } = fe;
     match lease {
@@ -585,6 +618,17 @@ pub fn serve_with(
             }
             OK
         }
+        Err(_) if client_left => {
+            r.log(
+                Level::Info,
+                0,
+                &format!("FastCGI: client stopped connection before the request body to server \"{app}\" was complete"),
+            );
+            // Nothing more goes to the client; the access log shows 400.
+            r.set_status(400);
+            r.mark_client_gone();
+            OK
+        }
         Err(err) => fail(r, &mut out, app, idle, err),
     }
 }
@@ -600,7 +644,14 @@ fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exch
             );
             return OK;
         }
-        Failure::ClientBody(status) => return *status,
+        Failure::ClientBody(status) if !err.body_started => {
+            r.log(
+                Level::Info,
+                0,
+                &format!("FastCGI: reading the request body for server \"{app}\" failed (status {status})"),
+            );
+            return *status;
+        }
         // The body of a redirect is discarded anyway.
         Failure::Truncated => match err.head.as_ref().and_then(redirect_kind) {
             Some(Redirect::Internal(path)) => {
