@@ -119,6 +119,10 @@ pub struct ParseEnv {
     pub is_root: bool,
     /// httpd's compiled-in suexec binary, for `FastCgiWrapper On`.
     pub suexec_path: Option<PathBuf>,
+    /// Spool directory used when `FastCgiSpoolDir` is absent, and whether it
+    /// is created/checked like the IPC directory (the Debian
+    /// `/var/lib/apache2/fastcgi`) or used as it is (`/var/tmp`).
+    pub default_spool_dir: (PathBuf, bool),
     /// Resolves a `-host` name (not called for IP literals).
     pub resolve: fn(&str, u16) -> io::Result<Vec<SocketAddr>>,
     /// httpd's own environment, for `-initial-env NAME`.
@@ -150,6 +154,7 @@ impl ParseEnv {
             group_name: group_name.into(),
             is_root: false,
             suexec_path: None,
+            default_spool_dir: (PathBuf::from("/var/tmp"), false),
             resolve: system_resolve,
             getenv: system_getenv,
             uid_by_name: system_uid_by_name,
@@ -544,6 +549,11 @@ pub struct ConfigState {
     /// User/Group snapshot (CFG-40).
     identity_snapshot: Option<Identity>,
     warnings: Vec<String>,
+    /// `FastCgiSpoolDir` (None: the default of [`ParseEnv`]).
+    spool_dir: Option<PathBuf>,
+    /// `FastCgiSpoolLimit`, `FastCgiSpoolTotal` (bytes).
+    spool_limit: u64,
+    spool_total: u64,
 }
 
 impl ConfigState {
@@ -558,7 +568,68 @@ impl ConfigState {
             dynamic: DynamicConfig::default(),
             identity_snapshot: None,
             warnings: Vec::new(),
+            spool_dir: None,
+            spool_limit: crate::gateway::spool::DEFAULT_LIMIT,
+            spool_total: crate::gateway::spool::DEFAULT_TOTAL,
         }
+    }
+
+    /// Where chunked request bodies are spooled: `FastCgiSpoolDir`, else
+    /// `/var/lib/apache2/fastcgi` where `/var/lib/apache2` exists, else
+    /// `/var/tmp`.
+    pub fn effective_spool_dir(&self) -> &Path {
+        self.spool_dir.as_deref().unwrap_or(&self.env.default_spool_dir.0)
+    }
+
+    /// `FastCgiSpoolLimit` in effect (bytes per request body).
+    pub fn spool_limit(&self) -> u64 {
+        self.spool_limit
+    }
+
+    /// `FastCgiSpoolTotal` in effect (bytes across all requests).
+    pub fn spool_total(&self) -> u64 {
+        self.spool_total
+    }
+
+    /// Creates (0700, owned by User:Group) or checks the spool directory
+    /// like the IPC directory; `/var/tmp` (the last-resort default) is used
+    /// as it is. The glue calls this at post_config and logs a failure.
+    pub fn prepare_spool_dir(&self, fs: &dyn FileProbe) -> Result<(), String> {
+        if self.spool_dir.is_none() && !self.env.default_spool_dir.1 {
+            return Ok(());
+        }
+        let dir = self.effective_spool_dir();
+        self.prepare_dir(dir, fs)
+            .map_err(|e| format!("FastCgiSpoolDir \"{}\": {e}", dir.display()))
+    }
+
+    /// `FastCgiSpoolDir dir` (new, server config): where chunked request
+    /// bodies are spooled.
+    pub fn spool_dir_directive(&mut self, arg: &str, fs: &dyn FileProbe) -> Result<(), ConfigError> {
+        const NAME: &str = "FastCgiSpoolDir";
+        let dir = trim_trailing_slashes(normalize_path(&self.env.server_root, arg, false));
+        self.prepare_dir(&dir, fs).map_err(|reason| ConfigError::Subject {
+            directive: NAME.into(),
+            subject: path_string(&dir),
+            reason,
+        })?;
+        self.spool_dir = Some(dir);
+        Ok(())
+    }
+
+    /// `FastCgiSpoolLimit bytes` / `FastCgiSpoolTotal bytes` (new, server
+    /// config; `K`, `M`, `G` suffixes accepted).
+    pub fn spool_size_directive(&mut self, name: &str, arg: &str) -> Result<(), ConfigError> {
+        let v = values::bytes(arg).map_err(|reason| ConfigError::Directive {
+            directive: name.to_string(),
+            reason,
+        })?;
+        if name.eq_ignore_ascii_case("FastCgiSpoolTotal") {
+            self.spool_total = v;
+        } else {
+            self.spool_limit = v;
+        }
+        Ok(())
     }
 
     pub fn env(&self) -> &ParseEnv {

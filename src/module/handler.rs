@@ -12,7 +12,7 @@ use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::Lease;
-use crate::gateway::spool::Spool;
+use crate::gateway::spool::{self, Spool, SpoolError};
 use crate::gateway::{AppConn, Buffers, ConnectError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
 use crate::pm::{self, req::ClassKey, req::ReqMsg};
@@ -217,12 +217,12 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
     match server {
         Server::External(ext) => {
             let app = ext.path.to_string_lossy().into_owned();
-            serve(r, &app, &ext.addr, &ext.opts, state.effective_ipc_dir())
+            serve(r, &app, &ext.addr, &ext.opts, spool_limits(state))
         }
         Server::Static(st) => {
             let app = st.path.to_string_lossy().into_owned();
             let addr = st.connect_addr();
-            serve_with(r, &app, &addr, &st.opts, state.effective_ipc_dir(), Connect::Patiently)
+            serve_with(r, &app, &addr, &st.opts, spool_limits(state), Connect::Patiently)
         }
     }
 }
@@ -273,7 +273,7 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         &app,
         &AppAddr::Unix(sock),
         &opts,
-        state.effective_ipc_dir(),
+        spool_limits(state),
         Connect::Dynamic(&dynamic),
     )
 }
@@ -366,32 +366,70 @@ fn wants_chunked_body(r: &Request) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads the whole (chunked) body into a spool kept in `spool_dir` (the
-/// IPC directory: owned by the server's User, unlike /tmp on some hosts).
-fn spool_body(r: &mut Request, spool_dir: &Path) -> Result<Spool, i32> {
+/// Where and how much chunked request bodies may be spooled
+/// (`FastCgiSpoolDir`, `FastCgiSpoolLimit`, `FastCgiSpoolTotal`).
+fn spool_limits(state: &ConfigState) -> spool::Limits<'_> {
+    static TABLE: std::sync::OnceLock<Option<&'static spool::Shared>> = std::sync::OnceLock::new();
+    let table = *TABLE.get_or_init(|| crate::httpd::process::spool_table(false));
+    spool::Limits {
+        dir: state.effective_spool_dir(),
+        limit: state.spool_limit(),
+        total: table.map(|t| (t, state.spool_total())),
+    }
+}
+
+/// Reads the whole (chunked) body into a spool: 413 past
+/// `FastCgiSpoolLimit`, 503 while the bodies of all children would exceed
+/// `FastCgiSpoolTotal` (one log line each).
+fn spool_body(r: &mut Request, limits: &spool::Limits<'_>) -> Result<Spool, i32> {
     let mut spool = Spool::new();
     let mut bb = r.new_brigade();
-    let tmp = if spool_dir.is_dir() {
-        spool_dir.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
     loop {
-        let mut io_err = None;
+        let mut failed = None;
         let eos = r.read_body(&mut bb, exchange::IO_CHUNK, &mut |d| {
-            if io_err.is_none() {
-                if let Err(e) = spool.write(d, &tmp) {
-                    io_err = Some(e);
+            if failed.is_none() {
+                if let Err(e) = spool.write(d, limits) {
+                    failed = Some(e);
                 }
             }
         });
-        if let Some(e) = io_err {
-            r.log(
-                Level::Error,
-                e.raw_os_error().unwrap_or(0),
-                &format!("FastCGI: can't spool the chunked request body in {}", tmp.display()),
-            );
-            return Err(500);
+        match failed {
+            None => {}
+            Some(SpoolError::TooLarge) => {
+                r.log(
+                    Level::Error,
+                    0,
+                    &format!(
+                        "FastCGI: chunked request body larger than FastCgiSpoolLimit ({} bytes): refused",
+                        limits.limit
+                    ),
+                );
+                r.close_connection_after();
+                return Err(413);
+            }
+            Some(SpoolError::Full) => {
+                r.log(
+                    Level::Error,
+                    0,
+                    &format!(
+                        "FastCGI: can't spool the chunked request body: FastCgiSpoolTotal ({} bytes) in use by other requests",
+                        limits.total.map_or(0, |(_, t)| t)
+                    ),
+                );
+                r.close_connection_after();
+                return Err(503);
+            }
+            Some(SpoolError::Io(e)) => {
+                r.log(
+                    Level::Error,
+                    e.raw_os_error().unwrap_or(0),
+                    &format!(
+                        "FastCGI: can't spool the chunked request body in {}",
+                        limits.dir.display()
+                    ),
+                );
+                return Err(500);
+            }
         }
         match eos {
             Ok(true) => break,
@@ -427,8 +465,8 @@ pub enum Connect<'a> {
 }
 
 /// Serves the request from the external application at `addr`.
-pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spool_dir: &Path) -> i32 {
-    serve_with(r, app, addr, opts, spool_dir, Connect::Once)
+pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spool: spool::Limits<'_>) -> i32 {
+    serve_with(r, app, addr, opts, spool, Connect::Once)
 }
 
 /// Serves the request from the application at `addr`.
@@ -437,12 +475,12 @@ pub fn serve_with(
     app: &str,
     addr: &AppAddr,
     opts: &ConnOptions,
-    spool_dir: &Path,
+    spool: spool::Limits<'_>,
     how: Connect<'_>,
 ) -> i32 {
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
-        match spool_body(r, spool_dir) {
+        match spool_body(r, &spool) {
             Ok(s) => Body::Spooled(s),
             Err(status) => return status,
         }
