@@ -140,7 +140,10 @@ fn body_over_limit_request_body_is_413() {
     assert_eq!(r.status, 413, "{}\n{}", brief(&r), log_tail(&apache));
     let log = apache.error_log();
     assert!(!log.contains("invalid result code"), "{log}");
-    assert_eq!(access_statuses(&apache), ["200", "413"], "{}", apache.access_log());
+    // The same over a chunked body (spooled first).
+    let r = apache.post_chunked("/p.fcgi?mode=echo", &[&pattern(3000, 3), &pattern(3000, 4)]);
+    assert_eq!(r.status, 413, "chunked: {}\n{}", brief(&r), log_tail(&apache));
+    assert_eq!(access_statuses(&apache), ["200", "413", "413"], "{}", apache.access_log());
 }
 
 /// A client that sends half its body and stalls past `Timeout` gets 408 (or its
@@ -294,4 +297,151 @@ fn dynamic_app_starts_through_the_wrapper() {
         "wrapper log:\n{lines}\nwanted lines equal to: {want}\n{}",
         evidence(&apache)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Finding 8: bounded spooling of chunked request bodies
+// ---------------------------------------------------------------------------------------
+
+/// Paths of the files httpd's processes hold open under `dir` (O_TMPFILE files show as
+/// `<dir>/#<ino> (deleted)`).
+fn open_files_under(apache: &Apache, dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/", s(dir));
+    let mut found = Vec::new();
+    for pid in apache.descendant_pids() {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(t) = fs::read_link(fd.path()) {
+                let t = t.to_string_lossy().into_owned();
+                if t.starts_with(&prefix) {
+                    found.push(t);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `FastCgiSpoolDir` is created (0700, www-data) and used; a chunked body over
+/// `FastCgiSpoolLimit` gets 413; while one body holds most of `FastCgiSpoolTotal`,
+/// another gets 503, and once it is done the space is back; nothing is left in the
+/// directory.
+#[test]
+fn chunked_bodies_spool_within_limits() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TestDir::new();
+    let (_probe, sock) = start_probe_unix(&dir, "probe");
+    let spool = dir.join("spool");
+    let apache = start_in_dir(
+        &dir,
+        &format!(
+            "FastCgiSpoolDir @ROOT@/spool\nFastCgiSpoolLimit 1M\nFastCgiSpoolTotal 1500K\n\
+             FastCgiExternalServer @HTDOCS@/p.fcgi -socket {}\n",
+            sock.display()
+        ),
+    );
+    let m = fs::metadata(&spool).expect("FastCgiSpoolDir created");
+    assert_eq!((m.mode() & 0o777, m.uid()), (0o700, 33), "spool dir mode/owner");
+    let port = apache.port();
+    let body = pattern(900 * 1024, 8);
+
+    // Within the limit: 200, echoed whole.
+    let r = apache.post_chunked("/p.fcgi?mode=echo", &[&body[..400_000], &body[400_000..]]);
+    assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
+    assert_eq!(r.header("X-Body-Length"), Some("921600"));
+
+    // Over FastCgiSpoolLimit: 413 and one log line.
+    let big = pattern(1024 * 1024 + 1, 9);
+    let r = apache.post_chunked("/p.fcgi?mode=echo", &[&big]);
+    assert_eq!(r.status, 413, "{}\n{}", brief(&r), log_tail(&apache));
+    assert!(
+        apache
+            .error_log()
+            .contains("FastCGI: chunked request body larger than FastCgiSpoolLimit (1048576 bytes): refused"),
+        "{}",
+        log_tail(&apache)
+    );
+
+    // A holds 900 KiB of the 1500 KiB total, its body not finished.
+    let mut a = Conn::open(port);
+    let mut head = build_request(
+        "POST",
+        "/p.fcgi?mode=echo",
+        port,
+        &[("Transfer-Encoding", "chunked")],
+        Some(b""),
+    );
+    head.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+    head.extend_from_slice(&body);
+    a.send(&head).expect("send A");
+    assert!(
+        wait_until(Duration::from_secs(20), || !open_files_under(&apache, &spool)
+            .is_empty()),
+        "no spool file under {}\n{}",
+        spool.display(),
+        log_tail(&apache)
+    );
+    // B (another 900 KiB) is refused with 503 while A holds its share (retried while
+    // A's last bytes may still be on their way).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = apache.post_chunked("/p.fcgi?mode=echo", &[&body]);
+        if r.status == 503 {
+            break;
+        }
+        assert_eq!(r.status, 200, "B: {}\n{}", brief(&r), log_tail(&apache));
+        assert!(Instant::now() < deadline, "B never refused\n{}", log_tail(&apache));
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        apache
+            .error_log()
+            .contains("FastCgiSpoolTotal (1536000 bytes) in use by other requests"),
+        "{}",
+        log_tail(&apache)
+    );
+    a.send(b"\r\n0\r\n\r\n").expect("finish A");
+    let ra = a.read_response(false);
+    assert_eq!(ra.status, 200, "A: {}\n{}", brief(&ra), log_tail(&apache));
+    assert_eq!(ra.header("X-Body-Length"), Some("921600"));
+    drop(a);
+    // The space is back.
+    let r = apache.post_chunked("/p.fcgi?mode=echo", &[&body]);
+    assert_eq!(r.status, 200, "after A: {}\n{}", brief(&r), log_tail(&apache));
+    // Nothing left behind, neither names nor open files.
+    assert!(
+        wait_until(Duration::from_secs(5), || open_files_under(&apache, &spool).is_empty()),
+        "{:?}",
+        open_files_under(&apache, &spool)
+    );
+    let left: Vec<_> = fs::read_dir(&spool)
+        .expect("read spool")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the spool dir: {left:?}");
+}
+
+#[test]
+fn spool_directives_are_checked_by_apache2_t() {
+    let dir = TestDir::new();
+    let ww = dir.mkdir("world-writable");
+    fs::set_permissions(&ww, fs::Permissions::from_mode(0o777)).expect("chmod");
+    for (conf, want) in [
+        (
+            "FastCgiSpoolLimit 0",
+            "FastCgiSpoolLimit: \"0\" must be a number of bytes >= 1",
+        ),
+        (
+            "FastCgiSpoolTotal lots",
+            "FastCgiSpoolTotal: \"lots\" must be a number of bytes >= 1",
+        ),
+        ("FastCgiSpoolDir @ROOT@/world-writable", "FastCgiSpoolDir "),
+        ("<Directory />\nFastCgiSpoolDir /tmp\n</Directory>", "FastCgiSpoolDir"),
+    ] {
+        let (ok, out) = Apache::config_test(&ApacheConf::new().root(dir.path()).extra(conf));
+        assert!(!ok && out.contains(want), "{conf:?}: ok={ok}\n{out}");
+    }
 }

@@ -2358,17 +2358,29 @@ fn spool_directives() {
     assert_eq!(s.spool_limit(), 128 << 20);
     assert_eq!(s.spool_total(), 1 << 30);
     assert_eq!(s.effective_spool_dir(), Path::new("/var/tmp"));
-    for (arg, want) in [("1", 1u64), ("4096", 4096), ("64k", 64 << 10), ("2M", 2 << 20), ("1G", 1 << 30)] {
+    for (arg, want) in [
+        ("1", 1u64),
+        ("4096", 4096),
+        ("64k", 64 << 10),
+        ("2M", 2 << 20),
+        ("1G", 1 << 30),
+    ] {
         s.spool_size_directive("FastCgiSpoolLimit", arg).unwrap();
         assert_eq!(s.spool_limit(), want, "{arg}");
     }
     s.spool_size_directive("FastCgiSpoolTotal", "3m").unwrap();
     assert_eq!(s.spool_total(), 3 << 20);
     for bad in ["", "0", "-1", "1.5M", "12X", "M", "99999999999999999999G"] {
-        let e = s.spool_size_directive("FastCgiSpoolLimit", bad).unwrap_err().to_string();
+        let e = s
+            .spool_size_directive("FastCgiSpoolLimit", bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("FastCgiSpoolLimit: "), "{bad}: {e}");
     }
-    let e = s.spool_size_directive("FastCgiSpoolTotal", "0").unwrap_err().to_string();
+    let e = s
+        .spool_size_directive("FastCgiSpoolTotal", "0")
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "FastCgiSpoolTotal: \"0\" must be a number of bytes >= 1 (optionally followed by K, M or G)"
