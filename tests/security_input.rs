@@ -143,7 +143,12 @@ fn body_over_limit_request_body_is_413() {
     // The same over a chunked body (spooled first).
     let r = apache.post_chunked("/p.fcgi?mode=echo", &[&pattern(3000, 3), &pattern(3000, 4)]);
     assert_eq!(r.status, 413, "chunked: {}\n{}", brief(&r), log_tail(&apache));
-    assert_eq!(access_statuses(&apache), ["200", "413", "413"], "{}", apache.access_log());
+    assert_eq!(
+        access_statuses(&apache),
+        ["200", "413", "413"],
+        "{}",
+        apache.access_log()
+    );
 }
 
 /// A client that sends half its body and stalls past `Timeout` gets 408 (or its
