@@ -50,6 +50,9 @@ extern const char *fcgi_rs_cmd_flag(cmd_parms *cmd, void *mconfig, int on);
 #define D_AUTHN_AUTH      ((void *)9)
 #define D_AUTHZ_AUTH      ((void *)10)
 #define D_ACCESS_AUTH     ((void *)11)
+#define D_SPOOLDIR        ((void *)12)
+#define D_SPOOLLIMIT      ((void *)13)
+#define D_SPOOLTOTAL      ((void *)14)
 
 static const command_rec fastcgi_cmds[] = {
     AP_INIT_RAW_ARGS("AppClass", fcgi_rs_cmd_raw, D_SERVER, RSRC_CONF, NULL),
@@ -61,6 +64,12 @@ static const command_rec fastcgi_cmds[] = {
     AP_INIT_TAKE1("FastCgiIpcDir", fcgi_rs_cmd_take1, D_IPCDIR, RSRC_CONF, NULL),
     AP_INIT_TAKE1("FastCgiSuexec", fcgi_rs_cmd_take1, D_WRAPPER, RSRC_CONF, NULL),
     AP_INIT_TAKE1("FastCgiWrapper", fcgi_rs_cmd_take1, D_WRAPPER, RSRC_CONF, NULL),
+    AP_INIT_TAKE1("FastCgiSpoolDir", fcgi_rs_cmd_take1, D_SPOOLDIR, RSRC_CONF,
+        "directory for chunked request bodies (default /var/lib/apache2/fastcgi, else /var/tmp)"),
+    AP_INIT_TAKE1("FastCgiSpoolLimit", fcgi_rs_cmd_take1, D_SPOOLLIMIT, RSRC_CONF,
+        "largest chunked request body spooled, in bytes (K, M, G suffixes; default 128M)"),
+    AP_INIT_TAKE1("FastCgiSpoolTotal", fcgi_rs_cmd_take1, D_SPOOLTOTAL, RSRC_CONF,
+        "bytes all spooled request bodies may use together (K, M, G suffixes; default 1G)"),
     AP_INIT_TAKE12("FastCgiAuthenticator", fcgi_rs_cmd_take12, D_AUTHENTICATOR, ACCESS_CONF|OR_AUTHCFG,
         "a fastcgi-script path (absolute or relative to ServerRoot) followed by an optional -compat"),
     AP_INIT_FLAG("FastCgiAuthenticatorAuthoritative", fcgi_rs_cmd_flag, D_AUTHN_AUTH, ACCESS_CONF|OR_AUTHCFG,

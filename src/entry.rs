@@ -147,6 +147,16 @@ pub unsafe extern "C" fn fcgi_rs_post_config(
         if let Err(reason) = cfg.prepare_ipc_dir(&crate::config::OsProbe) {
             log::main_server(Level::Error, 0, &format!("FastCGI: {reason}"));
         }
+        if let Err(reason) = cfg.prepare_spool_dir(&crate::config::OsProbe) {
+            log::main_server(Level::Error, 0, &format!("FastCGI: {reason}"));
+        }
+        if httpd::process::spool_table(true).is_none() {
+            log::main_server(
+                Level::Warn,
+                0,
+                "FastCGI: can't map the shared spool table: FastCgiSpoolTotal is not enforced",
+            );
+        }
         supervisor::post_config(pool, state, cfg);
         // SAFETY: httpd passes the main server to post_config.
         unsafe {

@@ -789,7 +789,8 @@ fn memory_stays_bounded_for_200mib_bodies() {
     // The chunked body is spooled to a temporary file: give Apache a temp dir www-data can
     // write to whatever the host's /tmp permissions are.
     let tmp = dir.mkdir_www("tmp");
-    let mut conf = ApacheConf::new().extra(&ext("app", &sock, ""));
+    // (The 200 MiB chunked body is over FastCgiSpoolLimit's 128 MiB default.)
+    let mut conf = ApacheConf::new().extra(&format!("{}\nFastCgiSpoolLimit 256M", ext("app", &sock, "")));
     conf = conf.env("TMPDIR", &tmp.display().to_string());
     let apache = Apache::start(&conf);
     let port = apache.port();

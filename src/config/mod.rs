@@ -119,6 +119,10 @@ pub struct ParseEnv {
     pub is_root: bool,
     /// httpd's compiled-in suexec binary, for `FastCgiWrapper On`.
     pub suexec_path: Option<PathBuf>,
+    /// Spool directory used when `FastCgiSpoolDir` is absent, and whether it
+    /// is created/checked like the IPC directory (the Debian
+    /// `/var/lib/apache2/fastcgi`) or used as it is (`/var/tmp`).
+    pub default_spool_dir: (PathBuf, bool),
     /// Resolves a `-host` name (not called for IP literals).
     pub resolve: fn(&str, u16) -> io::Result<Vec<SocketAddr>>,
     /// httpd's own environment, for `-initial-env NAME`.
@@ -150,6 +154,7 @@ impl ParseEnv {
             group_name: group_name.into(),
             is_root: false,
             suexec_path: None,
+            default_spool_dir: (PathBuf::from("/var/tmp"), false),
             resolve: system_resolve,
             getenv: system_getenv,
             uid_by_name: system_uid_by_name,
@@ -193,6 +198,10 @@ pub struct ConnOptions {
     /// `-peer-user name` (new, `FastCgiExternalServer -socket` only): the
     /// uid the application's listening socket must belong to.
     pub peer_uid: Option<u32>,
+    /// `-pass-php-values` (new): forward PHP_VALUE / PHP_ADMIN_VALUE
+    /// request variables to the application (dropped by default: they
+    /// override php-fpm's pool settings).
+    pub pass_php_values: bool,
 }
 
 impl Default for ConnOptions {
@@ -207,6 +216,7 @@ impl Default for ConnOptions {
             group: None,
             keep_conn: None,
             peer_uid: None,
+            pass_php_values: false,
         }
     }
 }
@@ -342,6 +352,8 @@ pub struct DynamicConfig {
     pub idle_timeout: u32,
     pub initial_env: Vec<(String, String)>,
     pub pass_headers: Vec<String>,
+    /// `-pass-php-values` (see [`ConnOptions::pass_php_values`]).
+    pub pass_php_values: bool,
     pub flush: bool,
     pub listen_queue_depth: u32,
     pub min_server_life: u32,
@@ -372,6 +384,7 @@ impl Default for DynamicConfig {
             idle_timeout: 30,
             initial_env: Vec::new(),
             pass_headers: Vec::new(),
+            pass_php_values: false,
             flush: false,
             listen_queue_depth: 100,
             min_server_life: 30,
@@ -476,6 +489,19 @@ fn text(words: &mut std::vec::IntoIter<String>) -> Result<String, String> {
     Ok(v)
 }
 
+/// A `-pass-header` value. `Proxy` is refused: passed as `HTTP_PROXY` it
+/// is taken by CGI libraries as their outgoing proxy (httpoxy), which
+/// httpd itself never passes.
+fn pass_header(words: &mut std::vec::IntoIter<String>) -> Result<String, String> {
+    let v = text(words)?;
+    if v.eq_ignore_ascii_case("proxy") {
+        return Err(format!(
+            "\"{v}\" is refused: it would be passed as HTTP_PROXY, which applications take as their outgoing proxy (httpoxy)"
+        ));
+    }
+    Ok(v)
+}
+
 /// Options common to static and external servers. `None` when `lower` is not
 /// one of them.
 fn conn_option(
@@ -486,7 +512,11 @@ fn conn_option(
     let r = match lower {
         "-appconntimeout" => values::unsigned(&value(words), 0).map(|v| opts.app_conn_timeout = v),
         "-idle-timeout" => values::unsigned(&value(words), 1).map(|v| opts.idle_timeout = v),
-        "-pass-header" => text(words).map(|v| opts.pass_headers.push(v)),
+        "-pass-header" => pass_header(words).map(|v| opts.pass_headers.push(v)),
+        "-pass-php-values" => {
+            opts.pass_php_values = true;
+            Ok(())
+        }
         "-flush" => {
             opts.flush = true;
             Ok(())
@@ -529,6 +559,11 @@ pub struct ConfigState {
     /// User/Group snapshot (CFG-40).
     identity_snapshot: Option<Identity>,
     warnings: Vec<String>,
+    /// `FastCgiSpoolDir` (None: the default of [`ParseEnv`]).
+    spool_dir: Option<PathBuf>,
+    /// `FastCgiSpoolLimit`, `FastCgiSpoolTotal` (bytes).
+    spool_limit: u64,
+    spool_total: u64,
 }
 
 impl ConfigState {
@@ -543,7 +578,68 @@ impl ConfigState {
             dynamic: DynamicConfig::default(),
             identity_snapshot: None,
             warnings: Vec::new(),
+            spool_dir: None,
+            spool_limit: crate::gateway::spool::DEFAULT_LIMIT,
+            spool_total: crate::gateway::spool::DEFAULT_TOTAL,
         }
+    }
+
+    /// Where chunked request bodies are spooled: `FastCgiSpoolDir`, else
+    /// `/var/lib/apache2/fastcgi` where `/var/lib/apache2` exists, else
+    /// `/var/tmp`.
+    pub fn effective_spool_dir(&self) -> &Path {
+        self.spool_dir.as_deref().unwrap_or(&self.env.default_spool_dir.0)
+    }
+
+    /// `FastCgiSpoolLimit` in effect (bytes per request body).
+    pub fn spool_limit(&self) -> u64 {
+        self.spool_limit
+    }
+
+    /// `FastCgiSpoolTotal` in effect (bytes across all requests).
+    pub fn spool_total(&self) -> u64 {
+        self.spool_total
+    }
+
+    /// Creates (0700, owned by User:Group) or checks the spool directory
+    /// like the IPC directory; `/var/tmp` (the last-resort default) is used
+    /// as it is. The glue calls this at post_config and logs a failure.
+    pub fn prepare_spool_dir(&self, fs: &dyn FileProbe) -> Result<(), String> {
+        if self.spool_dir.is_none() && !self.env.default_spool_dir.1 {
+            return Ok(());
+        }
+        let dir = self.effective_spool_dir();
+        self.prepare_dir(dir, fs)
+            .map_err(|e| format!("FastCgiSpoolDir \"{}\": {e}", dir.display()))
+    }
+
+    /// `FastCgiSpoolDir dir` (new, server config): where chunked request
+    /// bodies are spooled.
+    pub fn spool_dir_directive(&mut self, arg: &str, fs: &dyn FileProbe) -> Result<(), ConfigError> {
+        const NAME: &str = "FastCgiSpoolDir";
+        let dir = trim_trailing_slashes(normalize_path(&self.env.server_root, arg, false));
+        self.prepare_dir(&dir, fs).map_err(|reason| ConfigError::Subject {
+            directive: NAME.into(),
+            subject: path_string(&dir),
+            reason,
+        })?;
+        self.spool_dir = Some(dir);
+        Ok(())
+    }
+
+    /// `FastCgiSpoolLimit bytes` / `FastCgiSpoolTotal bytes` (new, server
+    /// config; `K`, `M`, `G` suffixes accepted).
+    pub fn spool_size_directive(&mut self, name: &str, arg: &str) -> Result<(), ConfigError> {
+        let v = values::bytes(arg).map_err(|reason| ConfigError::Directive {
+            directive: name.to_string(),
+            reason,
+        })?;
+        if name.eq_ignore_ascii_case("FastCgiSpoolTotal") {
+            self.spool_total = v;
+        } else {
+            self.spool_limit = v;
+        }
+        Ok(())
     }
 
     pub fn env(&self) -> &ParseEnv {
@@ -1033,7 +1129,8 @@ impl ConfigState {
                     let entry = self.env_entry(&value(w), env.len()).map_err(invalid)?;
                     env.push(entry);
                 }
-                "-pass-header" => d.pass_headers.push(text(w).map_err(invalid)?),
+                "-pass-header" => d.pass_headers.push(pass_header(w).map_err(invalid)?),
+                "-pass-php-values" => d.pass_php_values = true,
                 "-appconntimeout" => d.app_conn_timeout = values::unsigned(&value(w), 0).map_err(invalid)?,
                 "-idle-timeout" => d.idle_timeout = values::unsigned(&value(w), 1).map_err(invalid)?,
                 "-listen-queue-depth" => d.listen_queue_depth = values::unsigned(&value(w), 1).map_err(invalid)?,

@@ -2411,3 +2411,81 @@ fn external_peer_user() {
         .to_string();
     assert!(e.contains("-peer-user"), "{e}");
 }
+
+/// Security (issue 10, finding 11): `-pass-header Proxy` would re-create
+/// HTTP_PROXY (httpoxy); refused in every directive that takes it, any case.
+#[test]
+fn pass_header_proxy_is_refused() {
+    let why = "is refused: it would be passed as HTTP_PROXY, which applications take as their outgoing proxy (httpoxy)";
+    let e = st()
+        .fastcgi_server("FastCgiServer", &format!("{P} -pass-header Proxy"), &fs())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("FastCgiServer {P}: invalid value for -pass-header: \"Proxy\" {why}")
+    );
+    let e = st()
+        .external_server("FastCgiExternalServer", "/e -socket s -pass-header pRoXy")
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("FastCgiExternalServer /e: invalid value for -pass-header: \"pRoXy\" {why}")
+    );
+    let e = st().fastcgi_config("FastCgiConfig", "-pass-header PROXY").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("FastCgiConfig: invalid value for -pass-header: \"PROXY\" {why}")
+    );
+    // Headers that merely contain the word are fine.
+    assert_eq!(
+        dynamic_ok("-pass-header Proxy-Authorization").pass_headers,
+        ["Proxy-Authorization"]
+    );
+}
+
+/// Security (issue 10, finding 4): PHP_VALUE / PHP_ADMIN_VALUE are passed
+/// only with `-pass-php-values`.
+#[test]
+fn pass_php_values_option() {
+    assert!(!ConnOptions::default().pass_php_values);
+    assert!(!dynamic_ok("-flush").pass_php_values);
+    assert!(dynamic_ok("-Pass-PHP-Values").pass_php_values);
+    assert!(external_ok("/e -socket s -pass-php-values").opts.pass_php_values);
+    assert!(!external_ok("/e -socket s").opts.pass_php_values);
+}
+
+/// Security (issue 10, finding 8): the spool directives.
+#[test]
+fn spool_directives() {
+    let mut s = st();
+    assert_eq!(s.spool_limit(), 128 << 20);
+    assert_eq!(s.spool_total(), 1 << 30);
+    assert_eq!(s.effective_spool_dir(), Path::new("/var/tmp"));
+    for (arg, want) in [
+        ("1", 1u64),
+        ("4096", 4096),
+        ("64k", 64 << 10),
+        ("2M", 2 << 20),
+        ("1G", 1 << 30),
+    ] {
+        s.spool_size_directive("FastCgiSpoolLimit", arg).unwrap();
+        assert_eq!(s.spool_limit(), want, "{arg}");
+    }
+    s.spool_size_directive("FastCgiSpoolTotal", "3m").unwrap();
+    assert_eq!(s.spool_total(), 3 << 20);
+    for bad in ["", "0", "-1", "1.5M", "12X", "M", "99999999999999999999G"] {
+        let e = s
+            .spool_size_directive("FastCgiSpoolLimit", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("FastCgiSpoolLimit: "), "{bad}: {e}");
+    }
+    let e = s
+        .spool_size_directive("FastCgiSpoolTotal", "0")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "FastCgiSpoolTotal: \"0\" must be a number of bytes >= 1 (optionally followed by K, M or G)"
+    );
+}

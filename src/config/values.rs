@@ -33,6 +33,30 @@ fn decimal(txt: &str) -> Option<i128> {
 
 /// Legacy `get_u_int` ("u_int" options). Negative input is rejected instead of
 /// wrapping to ~4 billion; so is anything above `u32::MAX`.
+/// A size in bytes, at least 1: decimal digits with an optional `K`, `M` or
+/// `G` suffix (binary multiples, any case).
+pub(crate) fn bytes(txt: &str) -> Result<u64, String> {
+    let t = txt.trim();
+    if t.is_empty() {
+        return Err(EMPTY.into());
+    }
+    let bad = || format!("\"{txt}\" must be a number of bytes >= 1 (optionally followed by K, M or G)");
+    let (digits, mult) = match t.as_bytes()[t.len() - 1].to_ascii_uppercase() {
+        b'K' => (&t[..t.len() - 1], 1u64 << 10),
+        b'M' => (&t[..t.len() - 1], 1 << 20),
+        b'G' => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let v: u64 = digits.parse().map_err(|_| bad())?;
+    match v.checked_mul(mult) {
+        Some(n) if n >= 1 => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
 pub(crate) fn unsigned(txt: &str, min: u32) -> Result<u32, String> {
     if txt.is_empty() {
         return Err(EMPTY.into());

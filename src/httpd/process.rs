@@ -171,32 +171,44 @@ pub fn retained_pm_start() -> &'static AtomicU64 {
 /// once per server life time by the parent (`create`), found again after a
 /// restart or DSO reload through its address in httpd's retained data.
 pub fn reuse_table(create: bool) -> Option<&'static crate::gateway::reuse::Shared> {
-    use std::sync::atomic::AtomicUsize;
     // The key names the table's layout (see retained_pm).
-    const KEY: &CStr = c"mod_fastcgi:reuse/3";
+    retained_shared(c"mod_fastcgi:reuse/3", create)
+}
+
+/// The spool accounting table (`FastCgiSpoolTotal`), like [`reuse_table`].
+pub fn spool_table(create: bool) -> Option<&'static crate::gateway::spool::Shared> {
+    retained_shared(c"mod_fastcgi:spool/1", create)
+}
+
+/// A `T` shared by the parent and every child, mapped once per server life
+/// time and found again through its address kept in httpd's retained data
+/// under `key` (which must name `T`'s layout).
+fn retained_shared<T: crate::sys::shm::ZeroShared>(key: &CStr, create: bool) -> Option<&'static T> {
+    use std::sync::atomic::AtomicUsize;
     // SAFETY: as for retained_pm: a zeroed, process-lifetime block holding
     // one address, written only by the single-threaded parent.
     let slot = unsafe {
-        let mut p = ffi::ap_retained_data_get(KEY.as_ptr());
+        let mut p = ffi::ap_retained_data_get(key.as_ptr());
         if p.is_null() {
             if !create {
                 return None;
             }
-            p = ffi::ap_retained_data_create(KEY.as_ptr(), std::mem::size_of::<AtomicUsize>());
+            p = ffi::ap_retained_data_create(key.as_ptr(), std::mem::size_of::<AtomicUsize>());
         }
         &*p.cast::<AtomicUsize>()
     };
     let addr = slot.load(Ordering::SeqCst);
     if addr != 0 {
         // SAFETY: a non-zero address was stored below from map_shared of
-        // this very type, in this process or the parent it was forked from.
+        // this very type (the key names it), in this process or the parent
+        // it was forked from.
         return unsafe { crate::sys::shm::from_addr(addr) };
     }
     if !create {
         return None;
     }
-    let table = crate::sys::shm::map_shared::<crate::gateway::reuse::Shared>().ok()?;
-    slot.store(table as *const _ as usize, Ordering::SeqCst);
+    let table = crate::sys::shm::map_shared::<T>().ok()?;
+    slot.store(table as *const T as usize, Ordering::SeqCst);
     Some(table)
 }
 

@@ -6,6 +6,20 @@ use crate::ffi;
 use std::ffi::{c_void, CStr};
 use std::ptr::NonNull;
 
+/// Whether body read failure `rv` (an `apr_status_t`) says the client closed
+/// or reset its connection: APR_EOF / APR_INCOMPLETE from the input filters,
+/// or the socket's ECONNRESET, EPIPE, ECONNABORTED.
+pub fn body_error_means_gone(rv: i32) -> bool {
+    let gone = [
+        ffi::APR_EOF as i32,
+        ffi::APR_INCOMPLETE as i32,
+        libc::ECONNRESET,
+        libc::EPIPE,
+        libc::ECONNABORTED,
+    ];
+    gone.contains(&rv)
+}
+
 /// A request borrowed for the duration of one hook call.
 pub struct Request {
     raw: NonNull<ffi::request_rec>,
@@ -312,6 +326,21 @@ impl Request {
     pub fn map_body_error(&self, rv: i32) -> i32 {
         // SAFETY: pure function of its arguments.
         unsafe { ffi::ap_map_http_request_error(rv, ffi::HTTP_BAD_REQUEST as i32) }
+    }
+
+    /// Whether body read failure `rv` means the client went away mid-body
+    /// (connection closed or reset) rather than sent something wrong.
+    pub fn body_error_is_client_gone(&self, rv: i32) -> bool {
+        self.connection_aborted() || body_error_means_gone(rv)
+    }
+
+    /// Marks the client connection as gone: nothing more is written to it
+    /// (no error page) and it is closed after this request.
+    pub fn mark_client_gone(&mut self) {
+        self.close_connection_after();
+        // SAFETY: every request has a valid connection; httpd sets the same
+        // flag itself when a write to the client fails.
+        unsafe { (*self.r().connection).aborted = 1 };
     }
 
     /// Internal redirect to `uri` (must start with '/').

@@ -23,7 +23,7 @@
 
 use super::env;
 use super::handler::{
-    dynamic_conn_options, dynamic_start_delay, notify, start_dynamic, DECLINED, MAX_HEADER_BYTES, OK,
+    dynamic_conn_options, dynamic_identity, dynamic_start_delay, notify, start_dynamic, DECLINED, MAX_HEADER_BYTES, OK,
 };
 use super::routing::{self, Refusal};
 use crate::cgi::{ResponseHead, StderrEvent};
@@ -262,12 +262,13 @@ impl Target {
     /// process manager to start (or, with -autoUpdate, restart) it.
     fn dynamic(state: &ConfigState, r: &Request, file: &Path) -> Target {
         let d = state.dynamic();
+        let (user, group) = dynamic_identity(state, r);
+        let sock = state.dynamic_socket_for(file, &user, &group);
         let key = ClassKey {
             path: file.to_path_buf(),
-            user: "-".into(),
-            group: "-".into(),
+            user,
+            group,
         };
-        let sock = state.dynamic_socket_for(file, "-", "-");
         start_dynamic(r, d, file, &sock, &key);
         Target {
             app: file.to_string_lossy().into_owned(),
@@ -359,7 +360,7 @@ fn run(
     }
 
     let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Authorizer, false) {
+    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Authorizer, false, t.opts.pass_php_values) {
         r.log(
             Level::Error,
             0,

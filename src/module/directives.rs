@@ -24,6 +24,9 @@ pub enum DirectiveId {
     AuthenticatorAuthoritative = 9,
     AuthorizerAuthoritative = 10,
     AccessCheckerAuthoritative = 11,
+    SpoolDir = 12,
+    SpoolLimit = 13,
+    SpoolTotal = 14,
 }
 
 impl DirectiveId {
@@ -41,6 +44,9 @@ impl DirectiveId {
             9 => AuthenticatorAuthoritative,
             10 => AuthorizerAuthoritative,
             11 => AccessCheckerAuthoritative,
+            12 => SpoolDir,
+            13 => SpoolLimit,
+            14 => SpoolTotal,
             _ => return None,
         })
     }
@@ -63,6 +69,11 @@ pub fn parse_env(pconf: Pool) -> ParseEnv {
     );
     env.is_root = nix::unistd::geteuid().is_root();
     env.suexec_path = Some(env!("FCGI_SUEXEC_BIN").into());
+    // Request bodies are spooled on disk by default (the IPC directory is
+    // often a tmpfs): Debian's state directory when there is one.
+    if std::path::Path::new("/var/lib/apache2").is_dir() {
+        env.default_spool_dir = ("/var/lib/apache2/fastcgi".into(), true);
+    }
     env
 }
 
@@ -157,7 +168,8 @@ pub fn raw(cmd: &CmdParms, args: &str) -> Result<(), String> {
     res
 }
 
-/// `FastCgiIpcDir`, `FastCgiWrapper` (TAKE1).
+/// `FastCgiIpcDir`, `FastCgiWrapper`, `FastCgiSpoolDir`,
+/// `FastCgiSpoolLimit`, `FastCgiSpoolTotal` (TAKE1).
 pub fn take1(cmd: &CmdParms, arg: &str) -> Result<(), String> {
     let name = cmd.name();
     cmd.check_context(crate::ffi::GLOBAL_ONLY)?;
@@ -165,6 +177,10 @@ pub fn take1(cmd: &CmdParms, arg: &str) -> Result<(), String> {
     match DirectiveId::from_info(cmd.info()) {
         Some(DirectiveId::IpcDir) => cfg.ipc_dir(arg, &OsProbe).map_err(|e| e.to_string()),
         Some(DirectiveId::Wrapper) => cfg.wrapper(&name, arg, &OsProbe).map_err(|e| e.to_string()),
+        Some(DirectiveId::SpoolDir) => cfg.spool_dir_directive(arg, &OsProbe).map_err(|e| e.to_string()),
+        Some(DirectiveId::SpoolLimit | DirectiveId::SpoolTotal) => {
+            cfg.spool_size_directive(&name, arg).map_err(|e| e.to_string())
+        }
         other => Err(internal(&name, other)),
     }
 }

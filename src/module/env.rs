@@ -3,8 +3,19 @@
 //! `ap_add_cgi_vars`, RQ-20/RQ-24), so SetEnv, PassEnv, CGIPassAuth and
 //! httpd's header filtering behave exactly as for mod_cgi.
 
-use crate::httpd::Request;
+use crate::httpd::{Level, Request};
 use crate::proto::{self, ProtoError};
+
+/// Whether `name` is one of php-fpm's per-request ini overrides
+/// (`PHP_VALUE`, `PHP_ADMIN_VALUE`; any letter case, although php-fpm
+/// itself only reads the exact upper-case names). Forwarded, these let
+/// whoever can set a request variable — an `.htaccess` `SetEnv`, an
+/// authorizer's `Variable-*`, a `RewriteRule [E=]` — replace the pool's
+/// `open_basedir`, `disable_functions` and the like, so they are dropped
+/// unless the server has `-pass-php-values`.
+pub fn is_php_ini_param(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"PHP_VALUE") || name.eq_ignore_ascii_case(b"PHP_ADMIN_VALUE")
+}
 
 /// `-pass-header Name` → `HTTP_NAME` (upper case, every character that is
 /// not a letter or digit becomes `_`).
@@ -37,22 +48,54 @@ pub fn prepare(r: &mut Request, pass_headers: &[String], content_length: Option<
 }
 
 /// Appends BEGIN_REQUEST (with `FCGI_KEEP_CONN` when `keep`) and the whole
-/// PARAMS stream for `r` to `out`.
+/// PARAMS stream for `r` to `out`. PHP_VALUE / PHP_ADMIN_VALUE are left
+/// out (with one info line) unless `pass_php_values` (see
+/// [`is_php_ini_param`]); the names are checked after httpd's sanitising,
+/// so `PHP-VALUE` (sent as `PHP_VALUE`) is caught too.
 pub fn encode(
     r: &Request,
     out: &mut Vec<u8>,
     request_id: u16,
     role: proto::Role,
     keep: bool,
+    pass_php_values: bool,
 ) -> Result<(), ProtoError> {
     proto::encode_begin_request(out, request_id, role, keep);
-    let pairs = r.cgi_env();
+    let mut pairs = r.cgi_env();
+    if !pass_php_values {
+        let before = pairs.len();
+        pairs.retain(|(k, _)| !is_php_ini_param(k));
+        if pairs.len() != before {
+            r.log(
+                Level::Info,
+                0,
+                "FastCGI: PHP_VALUE/PHP_ADMIN_VALUE not passed to the application (the server has no -pass-php-values)",
+            );
+        }
+    }
     proto::encode_params(out, request_id, pairs.iter().map(|(k, v)| (*k, *v)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::pass_header_var;
+    use super::{is_php_ini_param, pass_header_var};
+
+    #[test]
+    fn php_ini_params() {
+        for n in ["PHP_VALUE", "PHP_ADMIN_VALUE", "php_value", "Php_Admin_Value"] {
+            assert!(is_php_ini_param(n.as_bytes()), "{n}");
+        }
+        for n in [
+            "PHP_VALUES",
+            "HTTP_PHP_VALUE",
+            "PHP_ADMIN",
+            "PHP_SELF",
+            "",
+            "PHP_VALUE ",
+        ] {
+            assert!(!is_php_ini_param(n.as_bytes()), "{n}");
+        }
+    }
 
     #[test]
     fn pass_header_names() {

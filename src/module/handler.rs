@@ -14,7 +14,7 @@ use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
 use crate::gateway::conn::PeerCheck;
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::Lease;
-use crate::gateway::spool::Spool;
+use crate::gateway::spool::{self, Spool, SpoolError};
 use crate::gateway::{Buffers, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
 use crate::pm::{self, req::ClassKey, req::ReqMsg};
@@ -58,6 +58,8 @@ struct HttpdFrontend<'a> {
     transient: bool,
     /// Connection reuse for this request.
     lease: Option<Lease>,
+    /// Reading the client's body failed because the client went away.
+    client_left: bool,
 }
 
 /// Response pieces smaller than this are copied and held (see `body`).
@@ -69,7 +71,12 @@ impl Frontend for HttpdFrontend<'_> {
     fn read_body(&mut self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
         match &mut self.body {
             Body::None => Ok(true),
-            Body::Client => self.r.read_body(&mut self.input, max, sink),
+            // An input filter's failure is an APR status, not an HTTP one
+            // (LimitRequestBody: ENOSPC → 413, Timeout: TIMEUP → 408).
+            Body::Client => self.r.read_body(&mut self.input, max, sink).map_err(|rv| {
+                self.client_left = self.r.body_error_is_client_gone(rv);
+                self.r.map_body_error(rv)
+            }),
             Body::Spooled(sp) => {
                 self.scratch.resize(max, 0);
                 let n = sp.read(&mut self.scratch).map_err(|_| 500)?;
@@ -212,12 +219,12 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
     match server {
         Server::External(ext) => {
             let app = ext.path.to_string_lossy().into_owned();
-            serve(r, &app, &ext.addr, &ext.opts, state.effective_ipc_dir())
+            serve(r, &app, &ext.addr, &ext.opts, spool_limits(state))
         }
         Server::Static(st) => {
             let app = st.path.to_string_lossy().into_owned();
             let addr = st.connect_addr();
-            serve_with(r, &app, &addr, &st.opts, state.effective_ipc_dir(), Connect::Patiently)
+            serve_with(r, &app, &addr, &st.opts, spool_limits(state), Connect::Patiently)
         }
     }
 }
@@ -249,16 +256,7 @@ pub(crate) fn notify(r: &Request, msg: &ReqMsg) {
 fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
     let d = state.dynamic();
     let file = PathBuf::from(std::ffi::OsStr::from_bytes(r.filename().unwrap_or(b"")));
-    // Without a wrapper, or without a suexec identity, the class is keyed
-    // "-"/"-" and started directly (legacy PM-21/PM-27); with both, the
-    // wrapper gets the identity's user name and the group as a number.
-    let (user, group) = match (state.wrapper_path(), r.suexec_identity()) {
-        (Some(_), Some((uid, gid, userdir))) if uid != 0 || gid != 0 => {
-            let name = crate::config::system_user_by_uid(uid).unwrap_or_else(|| format!("#{uid}"));
-            (if userdir { format!("~{name}") } else { name }, gid.to_string())
-        }
-        _ => ("-".to_string(), "-".to_string()),
-    };
+    let (user, group) = dynamic_identity(state, r);
     let sock = state.dynamic_socket_for(&file, &user, &group);
     let key = ClassKey {
         path: file.clone(),
@@ -277,9 +275,31 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         &app,
         &AppAddr::Unix(sock),
         &opts,
-        state.effective_ipc_dir(),
+        spool_limits(state),
         Connect::Dynamic(&dynamic),
     )
+}
+
+/// The user and group a dynamic class runs as, part of its key. Without a
+/// wrapper the class is keyed "-"/"-" and started directly (legacy
+/// PM-21). With `FastCgiWrapper` it always starts through the wrapper
+/// (PM-27): as the request's suexec identity (user name, group as a
+/// number), else — unlike legacy, which then exec'd the application
+/// directly — as the server's User and Group, like a static application.
+pub(crate) fn dynamic_identity(state: &ConfigState, r: &Request) -> (String, String) {
+    if state.wrapper_path().is_none() {
+        return ("-".to_string(), "-".to_string());
+    }
+    match r.suexec_identity() {
+        Some((uid, gid, userdir)) if uid != 0 || gid != 0 => {
+            let name = crate::config::system_user_by_uid(uid).unwrap_or_else(|| format!("#{uid}"));
+            (if userdir { format!("~{name}") } else { name }, gid.to_string())
+        }
+        _ => {
+            let id = state.fcgi_identity();
+            (id.user, id.group)
+        }
+    }
 }
 
 /// Asks the process manager to start the dynamic class `key` when its
@@ -311,6 +331,7 @@ pub(crate) fn dynamic_conn_options(d: &DynamicConfig, flush: bool) -> ConnOption
         idle_timeout: d.idle_timeout,
         flush,
         pass_headers: d.pass_headers.clone(),
+        pass_php_values: d.pass_php_values,
         nph: false,
         user: None,
         group: None,
@@ -349,36 +370,84 @@ fn wants_chunked_body(r: &Request) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads the whole (chunked) body into a spool kept in `spool_dir` (the
-/// IPC directory: owned by the server's User, unlike /tmp on some hosts).
-fn spool_body(r: &mut Request, spool_dir: &Path) -> Result<Spool, i32> {
+/// Where and how much chunked request bodies may be spooled
+/// (`FastCgiSpoolDir`, `FastCgiSpoolLimit`, `FastCgiSpoolTotal`).
+fn spool_limits(state: &ConfigState) -> spool::Limits<'_> {
+    static TABLE: std::sync::OnceLock<Option<&'static spool::Shared>> = std::sync::OnceLock::new();
+    let table = *TABLE.get_or_init(|| crate::httpd::process::spool_table(false));
+    spool::Limits {
+        dir: state.effective_spool_dir(),
+        limit: state.spool_limit(),
+        total: table.map(|t| (t, state.spool_total())),
+    }
+}
+
+/// Reads the whole (chunked) body into a spool: 413 past
+/// `FastCgiSpoolLimit`, 503 while the bodies of all children would exceed
+/// `FastCgiSpoolTotal` (one log line each).
+fn spool_body(r: &mut Request, limits: &spool::Limits<'_>) -> Result<Spool, i32> {
     let mut spool = Spool::new();
     let mut bb = r.new_brigade();
-    let tmp = if spool_dir.is_dir() {
-        spool_dir.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
     loop {
-        let mut io_err = None;
+        let mut failed = None;
         let eos = r.read_body(&mut bb, exchange::IO_CHUNK, &mut |d| {
-            if io_err.is_none() {
-                if let Err(e) = spool.write(d, &tmp) {
-                    io_err = Some(e);
+            if failed.is_none() {
+                if let Err(e) = spool.write(d, limits) {
+                    failed = Some(e);
                 }
             }
         });
-        if let Some(e) = io_err {
-            r.log(
-                Level::Error,
-                e.raw_os_error().unwrap_or(0),
-                &format!("FastCGI: can't spool the chunked request body in {}", tmp.display()),
-            );
-            return Err(500);
+        match failed {
+            None => {}
+            Some(SpoolError::TooLarge) => {
+                r.log(
+                    Level::Error,
+                    0,
+                    &format!(
+                        "FastCGI: chunked request body larger than FastCgiSpoolLimit ({} bytes): refused",
+                        limits.limit
+                    ),
+                );
+                r.close_connection_after();
+                return Err(413);
+            }
+            Some(SpoolError::Full) => {
+                r.log(
+                    Level::Error,
+                    0,
+                    &format!(
+                        "FastCGI: can't spool the chunked request body: FastCgiSpoolTotal ({} bytes) in use by other requests",
+                        limits.total.map_or(0, |(_, t)| t)
+                    ),
+                );
+                r.close_connection_after();
+                return Err(503);
+            }
+            Some(SpoolError::Io(e)) => {
+                r.log(
+                    Level::Error,
+                    e.raw_os_error().unwrap_or(0),
+                    &format!(
+                        "FastCGI: can't spool the chunked request body in {}",
+                        limits.dir.display()
+                    ),
+                );
+                return Err(500);
+            }
         }
         match eos {
             Ok(true) => break,
             Ok(false) => {}
+            Err(rv) if r.body_error_is_client_gone(rv) => {
+                r.log(
+                    Level::Info,
+                    0,
+                    "FastCGI: client stopped connection before the chunked request body was complete",
+                );
+                r.set_status(400);
+                r.mark_client_gone();
+                return Err(OK);
+            }
             Err(rv) => return Err(r.map_body_error(rv)),
         }
     }
@@ -400,8 +469,8 @@ pub enum Connect<'a> {
 }
 
 /// Serves the request from the external application at `addr`.
-pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spool_dir: &Path) -> i32 {
-    serve_with(r, app, addr, opts, spool_dir, Connect::Once)
+pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spool: spool::Limits<'_>) -> i32 {
+    serve_with(r, app, addr, opts, spool, Connect::Once)
 }
 
 /// Serves the request from the application at `addr`.
@@ -410,12 +479,12 @@ pub fn serve_with(
     app: &str,
     addr: &AppAddr,
     opts: &ConnOptions,
-    spool_dir: &Path,
+    spool: spool::Limits<'_>,
     how: Connect<'_>,
 ) -> i32 {
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
-        match spool_body(r, spool_dir) {
+        match spool_body(r, &spool) {
             Ok(s) => Body::Spooled(s),
             Err(status) => return status,
         }
@@ -448,7 +517,7 @@ pub fn serve_with(
     let keep = lease.as_ref().is_some_and(|l| l.keep());
 
     let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder, keep) {
+    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder, keep, opts.pass_php_values) {
         r.log(
             Level::Error,
             0,
@@ -527,6 +596,7 @@ pub fn serve_with(
         pending: 0,
         transient: false,
         lease,
+        client_left: false,
     };
     let mut reconnect = || connect().ok();
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
@@ -535,6 +605,7 @@ pub fn serve_with(
         mut out,
         dynamic,
         lease,
+        client_left,
         ..
     } = fe;
     match lease {
@@ -577,6 +648,17 @@ pub fn serve_with(
             }
             OK
         }
+        Err(_) if client_left => {
+            r.log(
+                Level::Info,
+                0,
+                &format!("FastCGI: client stopped connection before the request body to server \"{app}\" was complete"),
+            );
+            // Nothing more goes to the client; the access log shows 400.
+            r.set_status(400);
+            r.mark_client_gone();
+            OK
+        }
         Err(err) => fail(r, &mut out, app, idle, err),
     }
 }
@@ -592,7 +674,14 @@ fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exch
             );
             return OK;
         }
-        Failure::ClientBody(status) => return *status,
+        Failure::ClientBody(status) if !err.body_started => {
+            r.log(
+                Level::Info,
+                0,
+                &format!("FastCGI: reading the request body for server \"{app}\" failed (status {status})"),
+            );
+            return *status;
+        }
         // The body of a redirect is discarded anyway.
         Failure::Truncated => match err.head.as_ref().and_then(redirect_kind) {
             Some(Redirect::Internal(path)) => {

@@ -17,6 +17,9 @@ pub unsafe trait ZeroShared: Sync + 'static {}
 // SAFETY: the connection-reuse table is repr(C) and made of atomics and arrays
 // of atomics only (no pointers); all-zero bytes are the empty table.
 unsafe impl ZeroShared for crate::gateway::reuse::Shared {}
+// SAFETY: the spool accounting table is repr(C), arrays of atomics only;
+// all-zero bytes are "no body spooled".
+unsafe impl ZeroShared for crate::gateway::spool::Shared {}
 
 /// Maps a zeroed `T` shared with every process forked afterwards. The mapping is
 /// never unmapped (it lives as long as the process, and httpd keeps one per

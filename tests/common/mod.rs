@@ -1177,6 +1177,12 @@ pub fn php_fpm_binary() -> PathBuf {
 /// php-fpm with its own pool; PHP's temporary files (request bodies over 16 KiB) go to a
 /// www-data directory because `/tmp` may not be writable by www-data.
 pub fn start_php_fpm(dir: &TestDir) -> (AppProcess, PathBuf) {
+    start_php_fpm_with(dir, "")
+}
+
+/// [`start_php_fpm`] with `pool_extra` (lines such as
+/// `php_admin_value[open_basedir] = ...`) appended to the pool.
+pub fn start_php_fpm_with(dir: &TestDir, pool_extra: &str) -> (AppProcess, PathBuf) {
     let d = dir.mkdir("php-fpm");
     let tmp = dir.mkdir_www("php-tmp");
     let sock = d.join("php.sock");
@@ -1185,7 +1191,7 @@ pub fn start_php_fpm(dir: &TestDir) -> (AppProcess, PathBuf) {
          [www]\nuser = www-data\ngroup = www-data\nlisten = {sock}\n\
          listen.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\n\
          pm = static\npm.max_children = 4\ncatch_workers_output = yes\n\
-         php_admin_value[upload_tmp_dir] = {tmp}\nphp_admin_value[sys_temp_dir] = {tmp}\n",
+         php_admin_value[upload_tmp_dir] = {tmp}\nphp_admin_value[sys_temp_dir] = {tmp}\n{pool_extra}\n",
         d = d.display(),
         sock = sock.display(),
         tmp = tmp.display()
