@@ -27,6 +27,8 @@ pub enum ConnectError {
 /// A connected, non-blocking application socket.
 pub struct AppConn {
     stream: UnixStream,
+    /// The request id of the last request on this connection (0: none yet).
+    last_id: u16,
 }
 
 fn poll_one(fd: &impl AsFd, flags: PollFlags, timeout: Duration) -> io::Result<Option<PollFlags>> {
@@ -87,6 +89,7 @@ impl AppConn {
         // it serves TCP sockets equally well.
         Ok(AppConn {
             stream: UnixStream::from(fd),
+            last_id: 0,
         })
     }
 
@@ -116,7 +119,7 @@ impl AppConn {
     /// Wraps an already connected socket (tests use a socketpair).
     pub fn from_stream(stream: UnixStream) -> io::Result<AppConn> {
         stream.set_nonblocking(true)?;
-        Ok(AppConn { stream })
+        Ok(AppConn { stream, last_id: 0 })
     }
 
     /// Waits until readable and/or writable; `None` on timeout.
@@ -167,9 +170,40 @@ impl AppConn {
         matches!(poll_one(&self.stream, PollFlags::POLLIN, Duration::ZERO), Ok(None))
     }
 
+    /// The request id for the next request on this connection: 1, 2, 3, …
+    /// wrapping within 1..=65535, so that records an application sends late
+    /// for an earlier request carry a foreign id and are a protocol error
+    /// instead of the next request's response (issue 10, finding 6).
+    pub fn next_request_id(&self) -> u16 {
+        self.last_id % u16::MAX + 1
+    }
+
+    /// Records that a request with `id` was sent on this connection.
+    pub fn used_request_id(&mut self, id: u16) {
+        self.last_id = id;
+    }
+
     /// Half-closes the write side (nothing more will be sent).
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_rotate_within_1_to_65535() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut c = AppConn::from_stream(a).unwrap();
+        assert_eq!(c.next_request_id(), 1);
+        c.used_request_id(1);
+        assert_eq!(c.next_request_id(), 2);
+        c.used_request_id(65534);
+        assert_eq!(c.next_request_id(), 65535);
+        c.used_request_id(65535);
+        assert_eq!(c.next_request_id(), 1);
     }
 }
 

@@ -136,6 +136,13 @@ impl Frontend for HttpdFrontend<'_> {
         false
     }
 
+    fn raw_start(&mut self) {
+        // Only now: an nph response that turns out not to be HTTP gets
+        // httpd's own 502 page, which needs the protocol filters.
+        self.r.bypass_protocol_filters();
+        self.r.close_connection_after();
+    }
+
     fn answered(&mut self) {
         if let Some(lease) = self.lease.as_mut() {
             lease.answered();
@@ -439,9 +446,13 @@ pub fn serve_with(
         }),
     };
     let keep = lease.as_ref().is_some_and(|l| l.keep());
+    let pooled = lease.as_mut().and_then(|l| l.take_pooled());
+    // A kept connection carries the next request id (finding 6: late
+    // records of an earlier request are then foreign).
+    let request_id = pooled.as_ref().map_or(1, AppConn::next_request_id);
 
     let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder, keep) {
+    if let Err(e) = env::encode(r, &mut bufs.out, request_id, Role::Responder, keep) {
         r.log(
             Level::Error,
             0,
@@ -465,7 +476,6 @@ pub fn serve_with(
         }
         Connect::Patiently | Connect::Dynamic(_) => AppConn::connect_patiently(addr, connect_timeout),
     };
-    let pooled = lease.as_mut().and_then(|l| l.take_pooled());
     let reused = pooled.is_some();
     let connected = match pooled {
         Some(c) => Ok(c),
@@ -501,12 +511,8 @@ pub fn serve_with(
         }
     };
 
-    if nph {
-        r.bypass_protocol_filters();
-        r.close_connection_after();
-    }
     let opts_x = ExchangeOpts {
-        request_id: 1,
+        request_id,
         idle_timeout: idle,
         flush: opts.flush,
         parse_headers: !nph,
@@ -538,6 +544,7 @@ pub fn serve_with(
     };
     let mut reconnect = || connect().ok();
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
+    conn.used_request_id(request_id);
     let HttpdFrontend {
         r,
         mut out,
