@@ -117,7 +117,7 @@ fn body_beyond_content_length_never_reaches_the_next_response() {
     let (_a, sock, _) = start_framing(&dir);
     let apache = start_apache(&sock, "");
     // Small (held and sent at once) and over 64 KiB (streamed).
-    for n in [100usize, 70_000, 300_000] {
+    for n in [70_000usize, 300_000, 100] {
         let mark = apache.log_mark();
         let (r1, r2) = pipelined(&apache, &format!("/f?mode=cl_over&n={n}"), "/f?mode=genuine");
         assert_eq!(r1.status, 200, "{n}: {r1:?}");
@@ -140,7 +140,7 @@ fn body_short_of_content_length_aborts_the_connection() {
     let dir = TestDir::new();
     let (_a, sock, _) = start_framing(&dir);
     let apache = start_apache(&sock, "");
-    for (n, m) in [(100usize, 10usize), (100_000, 70_000)] {
+    for (n, m) in [(100_000usize, 70_000usize), (100, 10)] {
         let mark = apache.log_mark();
         let (r1, r2) = pipelined(&apache, &format!("/f?mode=cl_short&n={n}&m={m}"), "/f?mode=genuine");
         // The client sees a short body and a closed connection at once (it would
