@@ -225,6 +225,15 @@ fn a_request_the_application_took_is_never_sent_twice() {
     // The next request works (on a new connection).
     let r = apache.get("/f?mode=genuine");
     assert_eq!((r.status, r.text().as_str()), (200, GENUINE));
+
+    // A safe method is sent again on a fresh connection (it has no side effect to
+    // repeat): the application ran it twice and the client got the answer.
+    let mut c = apache.conn();
+    let r = c.roundtrip(&build_request("GET", "/f?mode=genuine", apache.port(), &ka, None));
+    assert_eq!((r.status, r.text().as_str()), (200, GENUINE));
+    let r = c.roundtrip(&build_request("GET", "/f?mode=count_close", apache.port(), &ka, None));
+    assert_eq!((r.status, r.text().as_str()), (200, "counted"), "{r:?}");
+    assert_eq!(fs::read_to_string(&count).unwrap().lines().count(), 3);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -73,6 +73,13 @@ pub trait Frontend {
     }
     /// The first byte of the response arrived.
     fn answered(&mut self) {}
+    /// Whether the request's method is safe (RFC 9110 section 9.2.1: GET,
+    /// HEAD, OPTIONS, TRACE), so that it may be sent again when a kept
+    /// connection fails before any answer even though the application may
+    /// have read it (see [`ExchangeOpts::reused`]).
+    fn safe_method(&self) -> bool {
+        false
+    }
     /// nph output was checked to start with an HTTP status line: what follows
     /// goes to the client as it is (called once, before the first
     /// [`Frontend::body`]).
@@ -348,19 +355,32 @@ impl State {
         }
     }
 
-    /// Whether a failure on a kept connection proves that the application
-    /// never saw a byte of this request: the very first write was refused
-    /// (EPIPE/ECONNRESET) before the socket accepted anything, and nothing
-    /// came back. Only then is the request sent again, whatever its method
-    /// (issue 10, finding 7). A connection that takes the request and then
-    /// closes, resets or goes quiet may have run it (a `DELETE` ran twice when
-    /// a quiet close counted as stale): that is an error for this request.
-    fn stale_connection(&self, failure: &Failure) -> bool {
+    /// Whether a failure on a kept connection allows sending the request
+    /// again (issue 10, finding 7). Nothing came back and the whole request
+    /// is still in hand, and either
+    /// - the application provably never saw a byte of it: the very first
+    ///   write was refused (EPIPE/ECONNRESET) before the socket accepted
+    ///   anything — any method; or
+    /// - the method is safe (`safe`) and the connection was reset or closed
+    ///   quietly (a request body is never sent twice): the application may
+    ///   have read it, but a safe request has no side effect to repeat
+    ///   (RFC 9112 section 9.3.1 allows the same automatic retry to clients).
+    ///
+    /// Any other request that a kept connection took and then dropped may
+    /// have run (a `DELETE` ran twice when a quiet close counted as stale):
+    /// that is an error for this request.
+    fn stale_connection(&self, failure: &Failure, safe: bool) -> bool {
         let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET));
-        self.first_byte.is_none()
-            && self.out_pos == 0
-            && !self.out_cleared
-            && matches!(failure, Failure::Write(e) if refused(e))
+        if self.first_byte.is_some() || self.out_cleared {
+            return false;
+        }
+        match failure {
+            Failure::Write(e) if refused(e) && self.out_pos == 0 => true,
+            _ if !safe => false,
+            Failure::Write(e) | Failure::Read(e) => refused(e),
+            Failure::Incomplete => self.stdin_bytes == 0,
+            _ => false,
+        }
     }
 }
 
@@ -381,7 +401,7 @@ pub fn run(
     let res = loop {
         let res = drive(conn, fe, opts, bufs, &mut st);
         if let Err(f) = &res {
-            if st.stale_connection(f) {
+            if st.stale_connection(f, fe.safe_method()) {
                 if let Some(fresh) = retry.take().and_then(|r| r()) {
                     *conn = fresh;
                     retried = true;
@@ -752,9 +772,13 @@ mod tests {
         since_consumed: usize,
         consumed_calls: Vec<usize>,
         reconnects: usize,
+        safe: bool,
     }
 
     impl Frontend for Fake {
+        fn safe_method(&self) -> bool {
+            self.safe
+        }
         fn reconnected(&mut self) {
             self.reconnects += 1;
         }
@@ -1033,12 +1057,30 @@ mod tests {
         len: usize,
         app: impl FnOnce(UnixStream) + Send + 'static,
     ) -> (Result<Outcome, ExchangeError>, usize) {
+        run_reused(len, false, app)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn run_reused_safe(
+        safe: bool,
+        app: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> (Result<Outcome, ExchangeError>, usize) {
+        run_reused(0, safe, app)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn run_reused(
+        len: usize,
+        safe: bool,
+        app: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> (Result<Outcome, ExchangeError>, usize) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let t = thread::spawn(move || app(theirs));
         let mut conn = AppConn::from_stream(ours).unwrap();
         let mut fake = Fake {
             body: body(len),
             piece: 65536,
+            safe,
             ..Default::default()
         };
         let mut calls = 0;
@@ -1082,10 +1124,15 @@ mod tests {
     }
 
     #[test]
-    fn quiet_close_after_taking_a_get_is_not_retried() {
+    fn quiet_close_after_taking_a_request_is_retried_only_when_safe() {
         // Finding 7: no body does not mean no side effect (a DELETE has
         // none): once the application could read the request, it is not
-        // sent again.
+        // sent again, unless its method is safe.
+        let (r, calls) = run_reused_safe(true, |mut theirs| {
+            read_request(&mut theirs);
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "a GET is sent again");
         let (r, calls) = run_reused_with(0, |mut theirs| {
             read_request(&mut theirs);
         });

@@ -136,6 +136,10 @@ impl Frontend for HttpdFrontend<'_> {
         false
     }
 
+    fn safe_method(&self) -> bool {
+        matches!(self.r.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE")
+    }
+
     fn raw_start(&mut self) {
         // Only now: an nph response that turns out not to be HTTP gets
         // httpd's own 502 page, which needs the protocol filters.
