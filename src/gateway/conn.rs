@@ -189,24 +189,6 @@ impl AppConn {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_rotate_within_1_to_65535() {
-        let (a, _b) = UnixStream::pair().unwrap();
-        let mut c = AppConn::from_stream(a).unwrap();
-        assert_eq!(c.next_request_id(), 1);
-        c.used_request_id(1);
-        assert_eq!(c.next_request_id(), 2);
-        c.used_request_id(65534);
-        assert_eq!(c.next_request_id(), 65535);
-        c.used_request_id(65535);
-        assert_eq!(c.next_request_id(), 1);
-    }
-}
-
 /// A deadline helper for the idle timeout: any activity restarts it.
 pub struct IdleTimer {
     limit: Duration,
@@ -226,5 +208,23 @@ impl IdleTimer {
     /// Time left before the idle limit is hit (zero when expired).
     pub fn remaining(&self) -> Duration {
         self.limit.saturating_sub(self.last.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_rotate_within_1_to_65535() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut c = AppConn::from_stream(a).unwrap();
+        assert_eq!(c.next_request_id(), 1);
+        c.used_request_id(1);
+        assert_eq!(c.next_request_id(), 2);
+        c.used_request_id(65534);
+        assert_eq!(c.next_request_id(), 65535);
+        c.used_request_id(65535);
+        assert_eq!(c.next_request_id(), 1);
     }
 }
