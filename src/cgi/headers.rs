@@ -21,6 +21,18 @@
 //!   obs-fold). Legacy kept the raw fold, which put a line break inside a header value.
 //! - A line made only of `\r` can only occur at the very start of the block (elsewhere it
 //!   would be the terminator); it is skipped instead of silently ending the headers.
+//! - Hop-by-hop headers are dropped (issue 10, finding 5; RFC 3875 section 6.3.4 and RFC
+//!   9110 section 7.6.1): `Connection` and every header it names, `Keep-Alive`,
+//!   `Proxy-Connection`, `Transfer-Encoding`, `TE`, `Trailer` and `Upgrade` describe the
+//!   connection httpd frames, not the application's. An application's
+//!   `Transfer-Encoding: chunked` made httpd send the body unframed, so a body that
+//!   imitated chunk framing ended the response early and answered the client's next
+//!   pipelined request. `Proxy-Authenticate` is end-to-end for an origin server's 407
+//!   and cannot change framing, so it is kept.
+//! - A `Content-Length` that is not one plain decimal number (`5, 100`, `-1`, `+3`,
+//!   empty, larger than `u64`) is dropped, and httpd frames the body itself; a valid
+//!   one is passed on and the gateway holds the body to it
+//!   ([`ResponseHead::declared_length`]).
 
 use memchr::{memchr, memchr3, memchr_iter};
 
@@ -35,10 +47,40 @@ pub struct ResponseHead {
     pub content_type: Option<Vec<u8>>,
     /// Last `Location` value.
     pub location: Option<Vec<u8>>,
-    /// Last `Content-Length` value, unverified (RQ-44: passed through as sent).
+    /// Last `Content-Length` value; only a valid one is kept (see the module docs).
     pub content_length: Option<Vec<u8>>,
-    /// Every other header in order, duplicates kept, name as sent.
+    /// Every other header in order, duplicates kept, name as sent (hop-by-hop headers
+    /// removed).
     pub other: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Headers that describe one connection (RFC 9110 section 7.6.1, plus the
+/// non-standard `Keep-Alive` and `Proxy-Connection` that mod_proxy also strips):
+/// never taken from an application's response.
+pub const HOP_BY_HOP: &[&[u8]] = &[
+    b"Connection",
+    b"Keep-Alive",
+    b"Proxy-Connection",
+    b"Transfer-Encoding",
+    b"TE",
+    b"Trailer",
+    b"Upgrade",
+];
+
+/// Whether `name` is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// A `Content-Length` value as RFC 9110 section 8.6 allows it: one run of decimal
+/// digits (surrounding whitespace already trimmed). Anything else is `None`.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value
+        .iter()
+        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 /// Result of [`HeaderScanner::push`].
@@ -239,6 +281,7 @@ fn parse_block(block: &[u8]) -> Result<ResponseHead, HeaderError> {
     if let Some((name, value)) = current {
         head.apply(name, value)?;
     }
+    head.drop_hop_by_hop();
     Ok(head)
 }
 
@@ -260,6 +303,39 @@ fn split_line(line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HeaderError> {
 }
 
 impl ResponseHead {
+    /// The body length the application declared, when it sent a valid
+    /// `Content-Length` (invalid ones are dropped while parsing).
+    pub fn declared_length(&self) -> Option<u64> {
+        self.content_length.as_deref().and_then(parse_content_length)
+    }
+
+    /// Removes the hop-by-hop headers and those named by `Connection`, and an invalid
+    /// `Content-Length` (see the module docs).
+    fn drop_hop_by_hop(&mut self) {
+        let mut named: Vec<Vec<u8>> = Vec::new();
+        for (k, v) in &self.other {
+            if k.eq_ignore_ascii_case(b"Connection") {
+                for token in v.split(|&b| b == b',') {
+                    let t = trim_end(trim_start(token));
+                    if !t.is_empty() {
+                        named.push(t.to_vec());
+                    }
+                }
+            }
+        }
+        self.other
+            .retain(|(k, _)| !is_hop_by_hop(k) && !named.iter().any(|n| n.eq_ignore_ascii_case(k)));
+        let named_cl = named.iter().any(|n| n.eq_ignore_ascii_case(b"Content-Length"));
+        if named_cl
+            || self
+                .content_length
+                .as_deref()
+                .is_some_and(|v| parse_content_length(v).is_none())
+        {
+            self.content_length = None;
+        }
+    }
+
     fn apply(&mut self, name: Vec<u8>, value: Vec<u8>) -> Result<(), HeaderError> {
         if name.eq_ignore_ascii_case(b"Status") {
             let code = parse_status(&value).ok_or_else(|| HeaderError::InvalidStatus(value.clone()))?;
@@ -294,6 +370,32 @@ fn parse_status(value: &[u8]) -> Option<u16> {
         return None;
     }
     Some(u16::try_from(n).unwrap_or(u16::MAX))
+}
+
+/// How many bytes of nph output [`nph_status_line`] needs at most to decide.
+pub const NPH_PREFIX: usize = 13;
+
+/// Whether nph output starts like an HTTP/1.x response: `HTTP/1.<d> <ddd>` followed by
+/// a space, `\r`, `\n` or the end of the output. `None`: `prefix` (the first bytes of
+/// the output, up to [`NPH_PREFIX`]) is too short to tell and more may come; `at_end`
+/// says no more will.
+pub fn nph_status_line(prefix: &[u8], at_end: bool) -> Option<bool> {
+    const PATTERN: &[u8; 12] = b"HTTP/1.d ddd";
+    for (i, &want) in PATTERN.iter().enumerate() {
+        let Some(&b) = prefix.get(i) else {
+            return if at_end { Some(false) } else { None };
+        };
+        let ok = if want == b'd' { b.is_ascii_digit() } else { b == want };
+        if !ok {
+            return Some(false);
+        }
+    }
+    match prefix.get(PATTERN.len()) {
+        Some(b' ' | b'\r' | b'\n') => Some(true),
+        Some(_) => Some(false),
+        None if at_end => Some(true),
+        None => None,
+    }
 }
 
 /// What a `Location` response turns into (RQ-46/RQ-47).
@@ -447,6 +549,91 @@ LOCATION: http://e/\nSet-Cookie: a=1\nX-Other:  spaced value  \t\nSet-Cookie: b=
                 (b"X-Empty", b""),
             ]
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let h = head(
+            b"Status: 200\nTransfer-Encoding: chunked\nconnection: close, X-Secret\nKeep-Alive: timeout=5\n\
+Upgrade: h2c\nTE: trailers\nTrailer: X-T\nProxy-Connection: keep-alive\nX-Secret: 1\n\
+Proxy-Authenticate: Basic realm=x\nSet-Cookie: a=1\nContent-Length: 5\n\n",
+        );
+        assert_eq!(
+            h.other,
+            [
+                (b"Proxy-Authenticate".to_vec(), b"Basic realm=x".to_vec()),
+                (b"Set-Cookie".to_vec(), b"a=1".to_vec()),
+            ]
+        );
+        assert_eq!(h.declared_length(), Some(5));
+        for name in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&name.to_ascii_lowercase()));
+        }
+        assert!(!is_hop_by_hop(b"Proxy-Authenticate"));
+    }
+
+    #[test]
+    fn content_length_must_be_one_decimal_number() {
+        for (value, want) in [
+            (&b"0"[..], Some(0)),
+            (b"12", Some(12)),
+            (b"007", Some(7)),
+            (b"18446744073709551615", Some(u64::MAX)),
+            (b"18446744073709551616", None),
+            (b"5, 100", None),
+            (b"5,5", None),
+            (b"-1", None),
+            (b"+3", None),
+            (b"1 2", None),
+            (b"0x10", None),
+            (b"", None),
+        ] {
+            assert_eq!(parse_content_length(value), want, "{value:?}");
+            let mut block = b"Content-Length: ".to_vec();
+            block.extend_from_slice(value);
+            block.extend_from_slice(b"\n\n");
+            let h = head(&block);
+            assert_eq!(h.declared_length(), want, "{value:?}");
+            assert_eq!(h.content_length.is_some(), want.is_some(), "{value:?}");
+        }
+        // A Connection header cannot smuggle Content-Length out either way.
+        assert_eq!(
+            head(b"Content-Length: 3\nConnection: content-length\n\n").content_length,
+            None
+        );
+    }
+
+    #[test]
+    fn nph_status_lines() {
+        for good in [
+            &b"HTTP/1.1 200 OK\r\n"[..],
+            b"HTTP/1.0 404\r\n",
+            b"HTTP/1.1 204\n",
+            b"HTTP/1.1 500 ",
+        ] {
+            assert_eq!(nph_status_line(good, false), Some(true), "{good:?}");
+            // Byte by byte it stays undecided until it is decided right.
+            for n in 0..good.len().min(NPH_PREFIX) {
+                let got = nph_status_line(&good[..n], false);
+                assert!(got.is_none() || got == Some(true), "{good:?} at {n}");
+            }
+        }
+        assert_eq!(nph_status_line(b"HTTP/1.1 200", true), Some(true));
+        for bad in [
+            &b"Status: 200 OK\r\n"[..],
+            b"HTTP/2 200 OK\r\n",
+            b"HTTP/1.1 20 OK\r\n",
+            b"HTTP/1.1 2000 OK",
+            b"http/1.1 200 OK\r\n",
+            b"HTTP/1.x 200 OK\r\n",
+            b" HTTP/1.1 200 OK",
+        ] {
+            assert_eq!(nph_status_line(bad, false), Some(false), "{bad:?}");
+        }
+        assert_eq!(nph_status_line(b"HTTP/1.1", true), Some(false));
+        assert_eq!(nph_status_line(b"", true), Some(false));
+        assert_eq!(nph_status_line(b"HTTP/1.1", false), None);
+        assert_eq!(nph_status_line(b"X", false), Some(false));
     }
 
     #[test]

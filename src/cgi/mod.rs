@@ -16,5 +16,7 @@
 mod headers;
 mod stderr;
 
-pub use headers::{redirect_kind, HeaderError, HeaderScanner, Redirect, ResponseHead, Scan};
+pub use headers::{
+    nph_status_line, redirect_kind, HeaderError, HeaderScanner, Redirect, ResponseHead, Scan, NPH_PREFIX,
+};
 pub use stderr::{StderrEvent, StderrLines, STDERR_LINE_MAX};

@@ -82,6 +82,8 @@ pub struct AppConn {
     stream: UnixStream,
     /// The listener's uid as checked at connect time (`None`: not checked).
     peer_uid: Option<u32>,
+    /// The request id of the last request on this connection (0: none yet).
+    last_id: u16,
 }
 
 fn poll_one(fd: &impl AsFd, flags: PollFlags, timeout: Duration) -> io::Result<Option<PollFlags>> {
@@ -153,6 +155,7 @@ impl AppConn {
         Ok(AppConn {
             stream: UnixStream::from(fd),
             peer_uid,
+            last_id: 0,
         })
     }
 
@@ -182,7 +185,11 @@ impl AppConn {
     /// Wraps an already connected socket (tests use a socketpair).
     pub fn from_stream(stream: UnixStream) -> io::Result<AppConn> {
         stream.set_nonblocking(true)?;
-        Ok(AppConn { stream, peer_uid: None })
+        Ok(AppConn {
+            stream,
+            peer_uid: None,
+            last_id: 0,
+        })
     }
 
     /// For a kept connection about to be reused (it may have been opened
@@ -240,6 +247,19 @@ impl AppConn {
     /// (or sent something unasked), so it must not be reused.
     pub fn is_idle_alive(&self) -> bool {
         matches!(poll_one(&self.stream, PollFlags::POLLIN, Duration::ZERO), Ok(None))
+    }
+
+    /// The request id for the next request on this connection: 1, 2, 3, …
+    /// wrapping within 1..=65535, so that records an application sends late
+    /// for an earlier request carry a foreign id and are a protocol error
+    /// instead of the next request's response (issue 10, finding 6).
+    pub fn next_request_id(&self) -> u16 {
+        self.last_id % u16::MAX + 1
+    }
+
+    /// Records that a request with `id` was sent on this connection.
+    pub fn used_request_id(&mut self, id: u16) {
+        self.last_id = id;
     }
 
     /// Half-closes the write side (nothing more will be sent).
@@ -305,5 +325,18 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(2));
         drop(listener);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn request_ids_rotate_within_1_to_65535() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut c = AppConn::from_stream(a).unwrap();
+        assert_eq!(c.next_request_id(), 1);
+        c.used_request_id(1);
+        assert_eq!(c.next_request_id(), 2);
+        c.used_request_id(65534);
+        assert_eq!(c.next_request_id(), 65535);
+        c.used_request_id(65535);
+        assert_eq!(c.next_request_id(), 1);
     }
 }

@@ -10,7 +10,9 @@
 //! runs in unit tests against an in-process fake application.
 
 use super::conn::{AppConn, IdleTimer};
-use crate::cgi::{HeaderError, HeaderScanner, ResponseHead, Scan, StderrEvent, StderrLines};
+use crate::cgi::{
+    nph_status_line, HeaderError, HeaderScanner, ResponseHead, Scan, StderrEvent, StderrLines, NPH_PREFIX,
+};
 use crate::proto::{self, Decoder, Event, ProtoError, ProtocolStatus, RecordType};
 use std::io::{self, IoSlice};
 use std::time::Duration;
@@ -71,6 +73,17 @@ pub trait Frontend {
     }
     /// The first byte of the response arrived.
     fn answered(&mut self) {}
+    /// Whether the request's method is safe (RFC 9110 section 9.2.1: GET,
+    /// HEAD, OPTIONS, TRACE), so that it may be sent again when a kept
+    /// connection fails before any answer even though the application may
+    /// have read it (see [`ExchangeOpts::reused`]).
+    fn safe_method(&self) -> bool {
+        false
+    }
+    /// nph output was checked to start with an HTTP status line: what follows
+    /// goes to the client as it is (called once, before the first
+    /// [`Frontend::body`]).
+    fn raw_start(&mut self) {}
     /// A stale kept connection was replaced by a fresh one (see
     /// [`ExchangeOpts::reused`]).
     fn reconnected(&mut self) {}
@@ -95,9 +108,10 @@ pub struct ExchangeOpts {
     /// Call [`Frontend::nudge`] each time this long passes without a first
     /// response byte.
     pub nudge_after: Option<Duration>,
-    /// The connection was kept from an earlier request: if the application
-    /// turns out to have closed it, the request may be sent again (once) on
-    /// a connection from the `retry` argument of [`run`].
+    /// The connection was kept from an earlier request: if it turns out to
+    /// have been closed before the application could read a byte of this
+    /// request, the request is sent again (once) on a connection from the
+    /// `retry` argument of [`run`] (see `State::stale_connection`).
     pub reused: bool,
 }
 
@@ -142,6 +156,19 @@ pub enum Failure {
     /// Reading the client's body failed with this status.
     ClientBody(i32),
     ClientGone,
+    /// The body did not match the application's `Content-Length`: more bytes
+    /// came (`overrun`, only `declared` were passed on) or END_REQUEST came
+    /// after `received` bytes.
+    Length {
+        declared: u64,
+        received: u64,
+        overrun: bool,
+    },
+    /// nph output that does not start with an HTTP/1.x status line.
+    NotHttp,
+    /// A kept connection was closed after the request was sent, with no
+    /// answer: the application may have run it, so it is not sent again.
+    KeptClosed,
 }
 
 /// A failure plus where in the exchange it happened.
@@ -202,6 +229,26 @@ impl ExchangeError {
             ),
             Failure::ClientBody(s) => (*s, 0, format!("{comm}: reading the request body failed")),
             Failure::ClientGone => (500, 0, format!("{comm}: the client went away")),
+            Failure::Length {
+                declared,
+                received,
+                overrun: true,
+            } => (
+                502,
+                0,
+                format!("{comm}: response body longer than its Content-Length ({declared} bytes; more than {received} sent)"),
+            ),
+            Failure::Length { declared, received, .. } => (
+                502,
+                0,
+                format!("{comm}: response body shorter than its Content-Length ({received} of {declared} bytes)"),
+            ),
+            Failure::NotHttp => (502, 0, format!("{comm}: nph output is not an HTTP response")),
+            Failure::KeptClosed => (
+                502,
+                0,
+                format!("{comm}: the application closed a kept connection without answering (the request is not sent again: it may have run)"),
+            ),
         }
     }
 }
@@ -276,6 +323,11 @@ struct State {
     out_cleared: bool,
     /// Bytes followed END_REQUEST.
     trailing: bool,
+    /// The application's `Content-Length`, enforced on the streamed body.
+    body_limit: Option<u64>,
+    /// nph output held until its status line is checked (`None` once
+    /// checked, and when headers are parsed).
+    nph_prefix: Option<Vec<u8>>,
 }
 
 impl State {
@@ -298,23 +350,37 @@ impl State {
             stdin_bytes: 0,
             out_cleared: false,
             trailing: false,
+            body_limit: None,
+            nph_prefix: (!opts.parse_headers).then(Vec::new),
         }
     }
 
-    /// Whether a failure on a kept connection shows that the application had
-    /// closed it before taking the request: nothing came back, the whole
-    /// request is still in hand, and either the application refused or
-    /// discarded our bytes unread (EPIPE/ECONNRESET), or it closed quietly
-    /// and the request had no body (a request with a body is not sent twice).
-    fn stale_connection(&self, failure: &Failure) -> bool {
+    /// Whether a failure on a kept connection allows sending the request
+    /// again (issue 10, finding 7). Nothing came back and the whole request
+    /// is still in hand, and either
+    /// - the application provably never saw a byte of it: the very first
+    ///   write was refused (EPIPE/ECONNRESET) before the socket accepted
+    ///   anything — any method; or
+    /// - the method is safe (`safe`) and the connection was reset or closed
+    ///   quietly (a request body is never sent twice): the application may
+    ///   have read it, but a safe request has no side effect to repeat
+    ///   (RFC 9112 section 9.3.1 allows the same automatic retry to clients).
+    ///
+    /// Any other request that a kept connection took and then dropped may
+    /// have run (a `DELETE` ran twice when a quiet close counted as stale):
+    /// that is an error for this request.
+    fn stale_connection(&self, failure: &Failure, safe: bool) -> bool {
         let refused = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET));
-        self.first_byte.is_none()
-            && !self.out_cleared
-            && match failure {
-                Failure::Write(e) | Failure::Read(e) => refused(e),
-                Failure::Incomplete => self.stdin_bytes == 0,
-                _ => false,
-            }
+        if self.first_byte.is_some() || self.out_cleared {
+            return false;
+        }
+        match failure {
+            Failure::Write(e) if refused(e) && self.out_pos == 0 => true,
+            _ if !safe => false,
+            Failure::Write(e) | Failure::Read(e) => refused(e),
+            Failure::Incomplete => self.stdin_bytes == 0,
+            _ => false,
+        }
     }
 }
 
@@ -335,7 +401,7 @@ pub fn run(
     let res = loop {
         let res = drive(conn, fe, opts, bufs, &mut st);
         if let Err(f) = &res {
-            if st.stale_connection(f) {
+            if st.stale_connection(f, fe.safe_method()) {
                 if let Some(fresh) = retry.take().and_then(|r| r()) {
                     *conn = fresh;
                     retried = true;
@@ -350,6 +416,11 @@ pub fn run(
             }
         }
         break res;
+    };
+    // A kept connection that took the request and closed without a word.
+    let res = match res {
+        Err(Failure::Incomplete) if opts.reused && !retried && st.first_byte.is_none() => Err(Failure::KeptClosed),
+        other => other,
     };
     if let Some(tail) = st.stderr.finish() {
         fe.stderr(StderrEvent::Line {
@@ -521,6 +592,11 @@ fn drive(
 }
 
 fn eof_failure(st: &mut State) -> Failure {
+    if let Some(prefix) = &st.nph_prefix {
+        if nph_status_line(prefix, true) != Some(true) {
+            return Failure::NotHttp;
+        }
+    }
     if st.head.is_none() && st.scanner.is_some() {
         if let Some(w) = st.write_failed.take() {
             return Failure::Write(w);
@@ -554,6 +630,22 @@ fn handle_input(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, mut 
                 if st.head.is_none() && st.scanner.is_some() {
                     return Err(Failure::Incomplete);
                 }
+                if let Some(prefix) = st.nph_prefix.take() {
+                    if nph_status_line(&prefix, true) != Some(true) {
+                        return Err(Failure::NotHttp);
+                    }
+                    fe.raw_start();
+                    send_body(fe, opts, st, &prefix)?;
+                }
+                if let Some(declared) = st.body_limit {
+                    if st.body_bytes_out < declared {
+                        return Err(Failure::Length {
+                            declared,
+                            received: st.body_bytes_out,
+                            overrun: false,
+                        });
+                    }
+                }
                 st.ended = Some(app_status);
                 st.trailing = !data.is_empty();
                 return Ok(true);
@@ -579,6 +671,10 @@ fn on_stdout(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, d: &[u8
                 Scan::NeedMore => return Ok(false),
                 Scan::Done { headers, body_start } => {
                     st.action = fe.head(&headers);
+                    st.body_limit = match st.action {
+                        HeadAction::Stream if status_has_body(&headers) => headers.declared_length(),
+                        _ => None,
+                    };
                     st.head = Some(headers);
                     match st.action {
                         HeadAction::Stop => return Ok(true),
@@ -589,19 +685,59 @@ fn on_stdout(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, d: &[u8
             }
         }
     }
+    if let Some(prefix) = st.nph_prefix.as_mut() {
+        // nph: hold the first bytes until they show an HTTP status line.
+        let take = d.len().min(NPH_PREFIX.saturating_sub(prefix.len()));
+        prefix.extend_from_slice(&d[..take]);
+        match nph_status_line(prefix, false) {
+            None => return Ok(false),
+            Some(false) => return Err(Failure::NotHttp),
+            Some(true) => {
+                let prefix = st.nph_prefix.take().unwrap_or_default();
+                fe.raw_start();
+                send_body(fe, opts, st, &prefix)?;
+                send_body(fe, opts, st, &d[take..])?;
+                return Ok(false);
+            }
+        }
+    }
     if st.action == HeadAction::Stream {
         send_body(fe, opts, st, d)?;
     }
     Ok(false)
 }
 
+/// Whether the response status may carry a body (RFC 9110 sections 6.4.1,
+/// 15.3.5, 15.4.5): the `Content-Length` of a 1xx, 204 or 304 describes no
+/// bytes on the wire, and httpd drops such a body itself.
+fn status_has_body(head: &ResponseHead) -> bool {
+    let code = head.status.as_ref().map_or(200, |(c, _)| *c);
+    !(100..200).contains(&code) && code != 204 && code != 304
+}
+
 fn send_body(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, d: &[u8]) -> Result<(), Failure> {
     if d.is_empty() {
         return Ok(());
     }
-    st.body_started = true;
-    st.body_bytes_out += d.len() as u64;
-    fe.body(d).map_err(|_| Failure::ClientGone)?;
+    // The application's Content-Length is what httpd tells the client:
+    // bytes beyond it would be read as the next response on a kept client
+    // connection (issue 10, finding 5). Pass what fits, then fail.
+    let (d, overrun) = match st.body_limit {
+        Some(limit) if st.body_bytes_out + d.len() as u64 > limit => (&d[..(limit - st.body_bytes_out) as usize], true),
+        _ => (d, false),
+    };
+    if !d.is_empty() {
+        st.body_started = true;
+        st.body_bytes_out += d.len() as u64;
+        fe.body(d).map_err(|_| Failure::ClientGone)?;
+    }
+    if overrun {
+        return Err(Failure::Length {
+            declared: st.body_bytes_out,
+            received: st.body_bytes_out,
+            overrun: true,
+        });
+    }
     if opts.flush {
         fe.flush().map_err(|_| Failure::ClientGone)?;
         st.unflushed = false;
@@ -636,9 +772,13 @@ mod tests {
         since_consumed: usize,
         consumed_calls: Vec<usize>,
         reconnects: usize,
+        safe: bool,
     }
 
     impl Frontend for Fake {
+        fn safe_method(&self) -> bool {
+            self.safe
+        }
         fn reconnected(&mut self) {
             self.reconnects += 1;
         }
@@ -917,12 +1057,30 @@ mod tests {
         len: usize,
         app: impl FnOnce(UnixStream) + Send + 'static,
     ) -> (Result<Outcome, ExchangeError>, usize) {
+        run_reused(len, false, app)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn run_reused_safe(
+        safe: bool,
+        app: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> (Result<Outcome, ExchangeError>, usize) {
+        run_reused(0, safe, app)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn run_reused(
+        len: usize,
+        safe: bool,
+        app: impl FnOnce(UnixStream) + Send + 'static,
+    ) -> (Result<Outcome, ExchangeError>, usize) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let t = thread::spawn(move || app(theirs));
         let mut conn = AppConn::from_stream(ours).unwrap();
         let mut fake = Fake {
             body: body(len),
             piece: 65536,
+            safe,
             ..Default::default()
         };
         let mut calls = 0;
@@ -958,11 +1116,198 @@ mod tests {
         assert!(matches!(
             r,
             Err(ExchangeError {
-                failure: Failure::Incomplete,
+                failure: Failure::KeptClosed,
                 ..
             })
         ));
         assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn quiet_close_after_taking_a_request_is_retried_only_when_safe() {
+        // Finding 7: no body does not mean no side effect (a DELETE has
+        // none): once the application could read the request, it is not
+        // sent again, unless its method is safe.
+        let (r, calls) = run_reused_safe(true, |mut theirs| {
+            read_request(&mut theirs);
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "a GET is sent again");
+        let (r, calls) = run_reused_with(0, |mut theirs| {
+            read_request(&mut theirs);
+        });
+        let err = r.unwrap_err();
+        assert!(matches!(err.failure, Failure::KeptClosed), "{err:?}");
+        assert_eq!(err.report("/app", Duration::from_secs(1)).0, 502);
+        assert_eq!(calls, 0);
+        // Nor when it reset the connection after reading.
+        let (r, calls) = run_reused_with(0, |mut theirs| {
+            read_request(&mut theirs);
+            let _ = nix::sys::socket::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&theirs),
+                nix::sys::socket::Shutdown::Both,
+            );
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 0);
+    }
+
+    /// A response `stdout` with request id `id` and END_REQUEST.
+    fn answer(id: u16, stdout: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        proto::encode_stream(&mut out, RecordType::Stdout, id, stdout);
+        proto::encode_stream_end(&mut out, RecordType::Stdout, id);
+        out.extend_from_slice(&RecordHeader::new(RecordType::EndRequest, id, 8).to_bytes());
+        out.extend_from_slice(&[0; 8]);
+        out
+    }
+
+    #[test]
+    fn body_beyond_content_length_is_cut_and_fails() {
+        // Finding 5, at every size around the 64 KiB read buffer.
+        for (declared, sent) in [(5usize, 6usize), (10, 1000), (65_536, 65_537), (70_000, 300_000)] {
+            let mut fake = Fake::default();
+            let err = run_with(&mut fake, &opts(), move |mut s| {
+                read_request(&mut s);
+                let mut stdout = format!("Content-Type: text/plain\r\nContent-Length: {declared}\r\n\r\n").into_bytes();
+                stdout.extend_from_slice(&body(sent));
+                let _ = s.write_all(&answer(1, &stdout));
+            })
+            .unwrap_err();
+            assert!(
+                matches!(err.failure, Failure::Length { overrun: true, declared: d, .. } if d == declared as u64),
+                "{declared}: {err:?}"
+            );
+            assert!(err.body_started);
+            assert!(
+                fake.out == body(declared),
+                "{declared}: exactly the declared bytes went out"
+            );
+            assert_eq!(err.report("/a", Duration::from_secs(1)).0, 502);
+        }
+    }
+
+    #[test]
+    fn body_short_of_content_length_fails_and_exact_passes() {
+        for (declared, sent) in [(6usize, 5usize), (300_000, 70_000), (10, 0)] {
+            let mut fake = Fake::default();
+            let err = run_with(&mut fake, &opts(), move |mut s| {
+                read_request(&mut s);
+                let mut stdout = format!("Content-Length: {declared}\r\n\r\n").into_bytes();
+                stdout.extend_from_slice(&body(sent));
+                s.write_all(&answer(1, &stdout)).unwrap();
+            })
+            .unwrap_err();
+            assert!(
+                matches!(err.failure, Failure::Length { overrun: false, received: r, .. } if r == sent as u64),
+                "{declared}: {err:?}"
+            );
+            assert_eq!(err.body_started, sent > 0);
+        }
+        // Exact lengths, and statuses without a body, pass.
+        for (status, declared, sent) in [
+            (200u16, 200_000usize, 200_000usize),
+            (304, 1234, 0),
+            (204, 10, 0),
+            (200, 0, 0),
+        ] {
+            let mut fake = Fake::default();
+            let r = run_with(&mut fake, &opts(), move |mut s| {
+                read_request(&mut s);
+                let mut stdout = format!("Status: {status}\r\nContent-Length: {declared}\r\n\r\n").into_bytes();
+                stdout.extend_from_slice(&body(sent));
+                s.write_all(&answer(1, &stdout)).unwrap();
+            })
+            .unwrap();
+            assert!(r.ended && r.reusable, "{status} {declared}");
+            assert!(fake.out == body(sent));
+        }
+    }
+
+    #[test]
+    fn nph_output_must_start_with_an_http_status_line() {
+        let nph = ExchangeOpts {
+            parse_headers: false,
+            ..opts()
+        };
+        for bad in [&b"Status: 200 OK\r\n\r\nhi"[..], b"", b"HTTP/1.1"] {
+            let mut fake = Fake::default();
+            let data = bad.to_vec();
+            let err = run_with(&mut fake, &nph, move |mut s| {
+                read_request(&mut s);
+                s.write_all(&answer(1, &data)).unwrap();
+            })
+            .unwrap_err();
+            assert!(matches!(err.failure, Failure::NotHttp), "{bad:?}: {err:?}");
+            assert!(!err.body_started && fake.out.is_empty(), "nothing reached the client");
+            let (status, _, msg) = err.report("/p", Duration::from_secs(1));
+            assert_eq!(status, 502);
+            assert_eq!(
+                msg,
+                "FastCGI: comm with server \"/p\" aborted: nph output is not an HTTP response"
+            );
+        }
+        // Valid output passes untouched, even when it arrives byte by byte.
+        let good = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nraw body".to_vec();
+        let mut fake = Fake::default();
+        let g = good.clone();
+        let r = run_with(&mut fake, &nph, move |mut s| {
+            read_request(&mut s);
+            for b in &g {
+                let mut out = Vec::new();
+                proto::encode_stream(&mut out, RecordType::Stdout, 1, std::slice::from_ref(b));
+                s.write_all(&out).unwrap();
+            }
+            s.write_all(&answer(1, b"")).unwrap();
+        })
+        .unwrap();
+        assert!(r.ended);
+        assert_eq!(fake.out, good);
+        let mut fake = Fake::default();
+        run_with(&mut fake, &nph, |mut s| {
+            read_request(&mut s);
+            s.write_all(&answer(1, b"HTTP/1.0 204")).unwrap();
+        })
+        .unwrap();
+        assert_eq!(fake.out, b"HTTP/1.0 204");
+    }
+
+    #[test]
+    fn late_records_of_an_earlier_request_are_foreign() {
+        // Finding 6: on a kept connection the second request has id 2, so
+        // output the application wrote late for request 1 is an error, not
+        // the answer to request 2.
+        let mut fake = Fake::default();
+        let o = ExchangeOpts {
+            request_id: 2,
+            reused: true,
+            ..opts()
+        };
+        let err = run_with(&mut fake, &o, |mut s| {
+            read_request(&mut s);
+            let mut late = Vec::new();
+            proto::encode_stream(
+                &mut late,
+                RecordType::Stdout,
+                1,
+                b"Content-Type: text/html\r\n\r\ninjected",
+            );
+            s.write_all(&late).unwrap();
+            let _ = s.write_all(&answer(2, b"Content-Type: text/plain\r\n\r\ngenuine"));
+        })
+        .unwrap_err();
+        assert!(matches!(err.failure, Failure::Protocol(_)), "{err:?}");
+        assert!(fake.out.is_empty() && fake.head.is_none());
+        // And the right id is answered normally.
+        let mut fake = Fake::default();
+        let r = run_with(&mut fake, &o, |mut s| {
+            read_request(&mut s);
+            s.write_all(&answer(2, b"Content-Type: text/plain\r\n\r\ngenuine"))
+                .unwrap();
+        })
+        .unwrap();
+        assert!(r.reusable);
+        assert_eq!(fake.out, b"genuine");
     }
 
     fn body(n: usize) -> Vec<u8> {

@@ -33,7 +33,10 @@
 //!    after `FCGI_END_REQUEST` with the whole request sent and nothing read
 //!    beyond it; before reuse it is polled, and one the application closed
 //!    (libfcgi closes a kept connection whose request left input unread) is
-//!    dropped. Idle connections are closed after [`IDLE_KEEP`].
+//!    dropped. Idle connections are closed after [`IDLE_KEEP`]. Each request on
+//!    a kept connection carries the next request id (`AppConn::next_request_id`),
+//!    so records an application writes late for an earlier request are foreign
+//!    (a protocol error) instead of the next request's response.
 //!
 //! The pool is per child process (shared by its threads); the accounting is
 //! per child row in the shared memory, so a crashed child's counts are

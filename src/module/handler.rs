@@ -15,7 +15,7 @@ use crate::gateway::conn::PeerCheck;
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::Lease;
 use crate::gateway::spool::{self, Spool, SpoolError};
-use crate::gateway::{Buffers, ExchangeOpts, Failure, Frontend, HeadAction};
+use crate::gateway::{AppConn, Buffers, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
 use crate::pm::{self, req::ClassKey, req::ReqMsg};
 use crate::proto::Role;
@@ -143,6 +143,17 @@ impl Frontend for HttpdFrontend<'_> {
             return true;
         }
         false
+    }
+
+    fn safe_method(&self) -> bool {
+        matches!(self.r.method(), b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE")
+    }
+
+    fn raw_start(&mut self) {
+        // Only now: an nph response that turns out not to be HTTP gets
+        // httpd's own 502 page, which needs the protocol filters.
+        self.r.bypass_protocol_filters();
+        self.r.close_connection_after();
     }
 
     fn answered(&mut self) {
@@ -515,9 +526,31 @@ pub fn serve_with(
         }),
     };
     let keep = lease.as_ref().is_some_and(|l| l.keep());
+    let runner = match how {
+        Connect::Once => Runner::External,
+        Connect::Patiently => Runner::Static,
+        Connect::Dynamic(_) => Runner::Dynamic,
+    };
+    // A kept connection may have been opened for another definition of the
+    // same address, with another peer check (or none).
+    let peer = super::connect::peer_check(opts, runner);
+    let pooled = lease
+        .as_mut()
+        .and_then(|l| l.take_pooled())
+        .filter(|c| c.peer_passes(peer));
+    // A kept connection carries the next request id (finding 6: late
+    // records of an earlier request are then foreign).
+    let request_id = pooled.as_ref().map_or(1, AppConn::next_request_id);
 
     let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(r, &mut bufs.out, 1, Role::Responder, keep, opts.pass_php_values) {
+    if let Err(e) = env::encode(
+        r,
+        &mut bufs.out,
+        request_id,
+        Role::Responder,
+        keep,
+        opts.pass_php_values,
+    ) {
         r.log(
             Level::Error,
             0,
@@ -532,19 +565,7 @@ pub fn serve_with(
     } else {
         idle
     };
-    let runner = match how {
-        Connect::Once => Runner::External,
-        Connect::Patiently => Runner::Static,
-        Connect::Dynamic(_) => Runner::Dynamic,
-    };
     let connect = || super::connect::open(addr, opts, runner, connect_timeout);
-    // A kept connection may have been opened for another definition of the
-    // same address, with another peer check (or none).
-    let peer = super::connect::peer_check(opts, runner);
-    let pooled = lease
-        .as_mut()
-        .and_then(|l| l.take_pooled())
-        .filter(|c| c.peer_passes(peer));
     let reused = pooled.is_some();
     let connected = match pooled {
         Some(c) => Ok(c),
@@ -562,12 +583,8 @@ pub fn serve_with(
         Err(e) => return super::connect::failed(r, app, addr, e, connect_timeout),
     };
 
-    if nph {
-        r.bypass_protocol_filters();
-        r.close_connection_after();
-    }
     let opts_x = ExchangeOpts {
-        request_id: 1,
+        request_id,
         idle_timeout: idle,
         flush: opts.flush,
         parse_headers: !nph,
@@ -600,6 +617,7 @@ pub fn serve_with(
     };
     let mut reconnect = || connect().ok();
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
+    conn.used_request_id(request_id);
     let HttpdFrontend {
         r,
         mut out,
