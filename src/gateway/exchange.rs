@@ -417,9 +417,14 @@ pub fn run(
         }
         break res;
     };
-    // A kept connection that took the request and closed without a word.
+    // A kept connection that took a request with side effects and closed
+    // without a word (a safe request was offered to `retry`: if no fresh
+    // connection could be made, the application is gone and the usual
+    // "incomplete headers" applies).
     let res = match res {
-        Err(Failure::Incomplete) if opts.reused && !retried && st.first_byte.is_none() => Err(Failure::KeptClosed),
+        Err(Failure::Incomplete) if opts.reused && !retried && st.first_byte.is_none() && !fe.safe_method() => {
+            Err(Failure::KeptClosed)
+        }
         other => other,
     };
     if let Some(tail) = st.stderr.finish() {
