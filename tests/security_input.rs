@@ -270,18 +270,7 @@ fn client_reset_mid_body_is_not_a_status() {
 fn dynamic_app_starts_through_the_wrapper() {
     let dir = TestDir::new();
     let app = probe_at(&dir, "dyn/wrapped.fcgi");
-    let log = dir.join("wrap.log");
-    fs::write(&log, b"").expect("create wrap.log");
-    fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).expect("chmod wrap.log");
-    let wrapper = dir.write(
-        "bin/logwrap.sh",
-        format!(
-            "#!/bin/sh\necho \"uid=$(id -u) cwd=$(pwd) argc=$# args=$*\" >> {}\nexec ./\"$3\"\n",
-            log.display()
-        ),
-        0o755,
-    );
-    let _ = fs::set_permissions(dir.join("bin"), fs::Permissions::from_mode(0o755));
+    let (wrapper, log) = dir.logging_wrapper();
     let apache = start_in_dir(
         &dir,
         &format!(

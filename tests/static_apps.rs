@@ -1086,18 +1086,7 @@ fn config_errors_fail_the_config_test() {
 fn wrapper_gets_the_legacy_arguments_and_runs_the_app() {
     let dir = TestDir::new();
     let app = probe_at(&dir, "fcgi/wrapped.fcgi");
-    let log = dir.join("wrap.log");
-    fs::write(&log, b"").expect("create wrap.log");
-    fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).expect("chmod wrap.log");
-    let wrapper = dir.write(
-        "bin/logwrap.sh",
-        format!(
-            "#!/bin/sh\necho \"uid=$(id -u) cwd=$(pwd) argc=$# args=$*\" >> {}\nexec ./\"$3\"\n",
-            log.display()
-        ),
-        0o755,
-    );
-    let _ = fs::set_permissions(dir.join("bin"), fs::Permissions::from_mode(0o755));
+    let (wrapper, log) = dir.logging_wrapper();
     let apache = start_in(
         &dir,
         &format!(

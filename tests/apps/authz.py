@@ -27,12 +27,11 @@ The content request's query string can force other answers:
   az=busy      `Status: 429` (an error status other than the default)
   az=nostatus  no Status header at all (= 200), only `Variable-NOSTATUS: 1`
 """
-import os
 import socket
 import sys
 import urllib.parse
 
-from fcgi_raw import STDOUT, end, read_request, rec
+from fcgi_raw import STDOUT, end, listen_unix, read_request, rec
 
 USERS = {b"alice": b"wonderland", b"bob": b"builder"}
 AUTHORIZED = {b"alice"}
@@ -99,15 +98,7 @@ def respond(conn, rid, fcgi_role, env, stdin):
 
 def main():
     if len(sys.argv) > 1:
-        path = sys.argv[1]
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(path)
-        os.chmod(path, 0o666)
-        srv.listen(64)
+        srv = listen_unix(sys.argv[1])
     else:
         srv = socket.socket(fileno=0)
     while True:

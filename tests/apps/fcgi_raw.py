@@ -3,6 +3,8 @@
 No library on purpose: the applications must be able to send what a library never would
 (bad versions, padding, foreign ids). Imported from the script's own directory.
 """
+import os
+import socket
 import struct
 
 VERSION = 1
@@ -71,3 +73,17 @@ def read_request(conn):
                 break
             stdin += content
     return rid, role, dict(parse_nv(params)), param_records, stdin
+
+
+def listen_unix(path, backlog=64):
+    """A listening Unix socket at `path` (a stale file is replaced), open to
+    every user, so Apache's User can connect whoever started the test app."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    os.chmod(path, 0o666)
+    srv.listen(backlog)
+    return srv

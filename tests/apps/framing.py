@@ -20,15 +20,13 @@ The `mode` query parameter picks the answer:
   nph_bad        a CGI head (`Status: 200 OK`) where an nph response needs HTTP
   nph_good       a complete HTTP/1.1 response, raw
 """
-import os
-import socket
 import struct
 import sys
 import threading
 import time
 import urllib.parse
 
-from fcgi_raw import BEGIN, PARAMS, STDIN, STDOUT, end, parse_nv, read_record, rec
+from fcgi_raw import BEGIN, PARAMS, STDIN, STDOUT, end, listen_unix, parse_nv, read_record, rec
 
 INJECTED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\ninjected"
 HEAD = b"Status: 200 OK\r\nContent-Type: text/plain\r\n"
@@ -115,15 +113,7 @@ def handle(conn):
 
 
 def main():
-    path = sys.argv[1]
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    os.chmod(path, 0o666)
-    srv.listen(64)
+    srv = listen_unix(sys.argv[1])
     while True:
         conn, _ = srv.accept()
         threading.Thread(target=handle, args=(conn,), daemon=True).start()

@@ -21,12 +21,11 @@ misbehaves according to the `mode` query parameter:
 
 Each connection serves one request; the app serves connections forever.
 """
-import os
 import socket
 import sys
 import urllib.parse
 
-from fcgi_raw import END, STDERR, STDOUT, end, rec, read_request
+from fcgi_raw import END, STDERR, STDOUT, end, listen_unix, read_request, rec
 
 
 def respond(conn, rid, env, param_records):
@@ -68,15 +67,7 @@ def respond(conn, rid, env, param_records):
 
 
 def main():
-    path = sys.argv[1]
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    os.chmod(path, 0o666)
-    srv.listen(64)
+    srv = listen_unix(sys.argv[1])
     while True:
         conn, _ = srv.accept()
         try:

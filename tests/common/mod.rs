@@ -384,6 +384,25 @@ impl TestDir {
         p
     }
 
+    /// A `FastCgiWrapper` for tests: `bin/logwrap.sh` appends `uid=… cwd=… argc=…
+    /// args=…` to `wrap.log` (writable by every user) and execs `./<third argument>`,
+    /// the legacy `wrapper user group basename` convention. Returns (wrapper, log).
+    pub fn logging_wrapper(&self) -> (PathBuf, PathBuf) {
+        let log = self.join("wrap.log");
+        fs::write(&log, b"").expect("create wrap.log");
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).expect("chmod wrap.log");
+        let wrapper = self.write(
+            "bin/logwrap.sh",
+            format!(
+                "#!/bin/sh\necho \"uid=$(id -u) cwd=$(pwd) argc=$# args=$*\" >> {}\nexec ./\"$3\"\n",
+                log.display()
+            ),
+            0o755,
+        );
+        let _ = fs::set_permissions(self.join("bin"), fs::Permissions::from_mode(0o755));
+        (wrapper, log)
+    }
+
     /// Creates `rel` (and parents) with mode 0755, owned by root.
     pub fn mkdir(&self, rel: impl AsRef<Path>) -> PathBuf {
         let p = self.path.join(rel);
