@@ -245,9 +245,9 @@ fn deb_installs_enables_serves_and_purges_cleanly() {
     // The administrator's steps, on the system configuration.
     let out = run_ok(Command::new("a2enmod").arg("fastcgi"));
     assert!(exists(ENABLED_LOAD) && exists(ENABLED_CONF), "a2enmod fastcgi:\n{out}");
-    let (ok, out) = run(&mut apache2ctl("").arg("configtest"));
+    let (ok, out) = run(apache2ctl("").arg("configtest"));
     assert!(ok && out.contains("Syntax OK"), "apache2ctl configtest:\n{out}");
-    let out = run_ok(&mut apache2ctl("").arg("-M"));
+    let out = run_ok(apache2ctl("").arg("-M"));
     assert!(out.contains("fastcgi_module (shared)"), "apache2ctl -M:\n{out}");
 
     // The system Apache (its binary, envvars, MPM and enabled modules with the packaged
@@ -281,7 +281,7 @@ fn deb_installs_enables_serves_and_purges_cleanly() {
     dir.mkdir("run");
     let args = format!("-f {}", conf.display());
     machine.pid_file = Some(dir.join("apache2.pid"));
-    let out = run_ok(&mut apache2ctl(&args).arg("start"));
+    let out = run_ok(apache2ctl(&args).arg("start"));
     let error_log = || fs::read_to_string(dir.join("error.log")).unwrap_or_default();
     assert!(
         wait_until(Duration::from_secs(20), || dir.join("apache2.pid").exists()
@@ -310,7 +310,7 @@ fn deb_installs_enables_serves_and_purges_cleanly() {
     );
     let pid_file = machine.pid_file.clone().unwrap();
     let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    let out = run_ok(&mut apache2ctl(&args).arg("stop"));
+    let out = run_ok(apache2ctl(&args).arg("stop"));
     assert!(
         wait_until(Duration::from_secs(30), || !pid_alive(pid)),
         "apache2ctl stop:\n{out}"
