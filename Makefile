@@ -27,7 +27,7 @@ deps-test:
 deps-deb:
 	@scripts/deps.sh deb
 
-# Cached: rebuilt only when an input changed (FORCE=1 to rebuild anyway).
+# Cached: rebuilt only when an input changed (DEB_FORCE=1 to rebuild anyway).
 deb: deps-deb
 	@CARGO=$(CARGO) scripts/deb.sh
 

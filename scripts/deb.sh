@@ -9,7 +9,7 @@
 #
 # The result is cached: when the .deb exists and the hash of every input
 # (the copied files, the Rust toolchain's version) is the one recorded when
-# it was built, nothing is rebuilt. FORCE=1 rebuilds anyway.
+# it was built, nothing is rebuilt. DEB_FORCE=1 rebuilds anyway.
 #
 # `-d`: the Rust toolchain comes from rustup, not from a Debian package,
 # so the Build-Depends cannot name it; scripts/deps.sh deb installs the
@@ -48,7 +48,7 @@ hash=$( { list_inputs | while IFS= read -r f; do
           done
           rustc --version; "$cargo" --version; } | sha256sum | cut -d' ' -f1)
 
-if [ "${FORCE:-0}" != 1 ] && [ -f "$deb" ] && [ "$(cat "$work/stamp" 2>/dev/null)" = "$hash" ]; then
+if [ "${DEB_FORCE:-0}" != 1 ] && [ -f "$deb" ] && [ "$(cat "$work/stamp" 2>/dev/null)" = "$hash" ]; then
   echo "deb: $deb is up to date (inputs unchanged)"
   exit 0
 fi
