@@ -13,7 +13,9 @@
 //! `mods-enabled/*.load` and `*.conf` — so the packaged `fastcgi.load`/`fastcgi.conf` and
 //! the system's MPM are what runs — but listens only on 127.0.0.1:<free port> and keeps
 //! its pid file and logs in a temporary directory; ports.conf and the sites are not
-//! touched, and it is stopped by its own pid.
+//! touched, and it is stopped by its own pid. While the package is installed or removed,
+//! a `policy-rc.d` denies the maintainer scripts' `invoke-rc.d apache2 restart` (written
+//! only if there is none, removed afterwards), so the system service is never started.
 
 mod common;
 
@@ -30,6 +32,7 @@ const MODULE: &str = "/usr/lib/apache2/modules/mod_fastcgi.so";
 const ENABLED_LOAD: &str = "/etc/apache2/mods-enabled/fastcgi.load";
 const ENABLED_CONF: &str = "/etc/apache2/mods-enabled/fastcgi.conf";
 const FCGID_ENABLED: &str = "/etc/apache2/mods-enabled/fcgid.load";
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// Every path the package, a2enmod or the maintainer scripts create, plus mod_fcgid's
 /// enabled link (the postinst's condition).
@@ -90,6 +93,8 @@ struct Machine {
     saved: Vec<&'static str>,
     /// pid file of a system Apache we started (stopped on drop).
     pid_file: Option<PathBuf>,
+    /// We wrote /usr/sbin/policy-rc.d (removed on drop).
+    own_policy: bool,
 }
 
 impl Machine {
@@ -101,7 +106,20 @@ impl Machine {
             backup,
             saved: Vec::new(),
             pid_file: None,
+            own_policy: false,
         };
+        // The maintainer scripts restart Apache through invoke-rc.d when they enable or
+        // disable the module, which would start the system service (on port 80) if it
+        // is stopped: deny that, as Debian's policy-rc.d mechanism allows.
+        if !exists(POLICY_RC_D) {
+            fs::write(
+                POLICY_RC_D,
+                "#!/bin/sh\n# written by mod_fastcgi's tests/package.rs\nexit 101\n",
+            )
+            .expect("write policy-rc.d");
+            fs::set_permissions(POLICY_RC_D, fs::Permissions::from_mode(0o755)).expect("chmod policy-rc.d");
+            m.own_policy = true;
+        }
         for (i, p) in TOUCHED.iter().enumerate() {
             if exists(p) {
                 run_ok(Command::new("mv").arg(p).arg(m.backup.join(i.to_string())));
@@ -119,11 +137,16 @@ impl Machine {
         else {
             return;
         };
+        let family: Vec<i32> = std::iter::once(pid).chain(descendant_pids(pid)).collect();
         // SAFETY: kill(2) on the pid of the Apache this test started (from its own pid file).
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        if !wait_until(Duration::from_secs(30), || !pid_alive(pid)) {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        if !wait_until(Duration::from_secs(30), || family.iter().all(|p| !pid_alive(*p))) {
+            // Only if the pid still names Apache or the probe (not a reused pid).
+            let ours = |p: i32| pid_cmdline(p).is_some_and(|c| c.contains("apache2") || c.contains("probe"));
+            for p in family.iter().filter(|p| pid_alive(**p) && ours(**p)) {
+                // SAFETY: as above, or a descendant of it.
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
         }
     }
 }
@@ -149,6 +172,9 @@ impl Drop for Machine {
             }
         }
         let _ = fs::remove_dir(&self.backup);
+        if self.own_policy {
+            let _ = fs::remove_file(POLICY_RC_D);
+        }
     }
 }
 
@@ -206,7 +232,11 @@ fn check_nothing_left(files: &[String]) {
         assert!(!exists(f), "{f} left after dpkg -P");
     }
     for p in TOUCHED.iter().filter(|p| **p != FCGID_ENABLED) {
-        assert!(!exists(p), "{p} left after dpkg -P");
+        assert!(
+            !exists(p),
+            "{p} left after dpkg -P: {}",
+            run(Command::new("ls").args(["-laR", p])).1
+        );
     }
 }
 
@@ -310,10 +340,13 @@ fn deb_installs_enables_serves_and_purges_cleanly() {
     );
     let pid_file = machine.pid_file.clone().unwrap();
     let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // Its children, the process manager and the application go with it.
+    let family: Vec<i32> = std::iter::once(pid).chain(descendant_pids(pid)).collect();
     let out = run_ok(apache2ctl(&args).arg("stop"));
     assert!(
-        wait_until(Duration::from_secs(30), || !pid_alive(pid)),
-        "apache2ctl stop:\n{out}"
+        wait_until(Duration::from_secs(30), || family.iter().all(|p| !pid_alive(*p))),
+        "apache2ctl stop: still running: {:?}\n{out}",
+        family.iter().filter(|p| pid_alive(**p)).collect::<Vec<_>>()
     );
     machine.pid_file = None;
 
