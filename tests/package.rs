@@ -247,6 +247,8 @@ fn deb_installs_enables_serves_and_purges_cleanly() {
         return;
     }
     let deb = build_deb();
+    // Declared first so it outlives the guard: the guard reads Apache's pid file in it.
+    let dir = TestDir::new();
     let mut machine = Machine::take();
 
     // Install: the postinst creates the IPC directory and enables the module.
@@ -283,7 +285,6 @@ fn deb_installs_enables_serves_and_purges_cleanly() {
     // The system Apache (its binary, envvars, MPM and enabled modules with the packaged
     // fastcgi.load/.conf) on a loopback port, serving a static application whose socket
     // the process manager creates in the packaged IPC directory.
-    let dir = TestDir::new();
     let port = free_port();
     probe_at(&dir, "probe.fcgi");
     let root = dir.path().display().to_string();
