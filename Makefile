@@ -4,6 +4,7 @@
 #   make install    install it into `apxs -q LIBEXECDIR` + Debian mods-available
 #   make demo       build, start Apache on 127.0.0.1 with an example app, print the URL
 #   make test       install what is missing, build, run every test under all three MPMs
+#   make deb        build libapache2-mod-fastcgi_<version>_<arch>.deb (docs/packaging.md)
 #
 # Set APXS / APR_CONFIG to use another httpd build.
 
@@ -13,7 +14,7 @@ APXS ?= apxs
 MPMS ?= prefork worker event
 TEST_THREADS ?= 4
 
-.PHONY: all build deps deps-test install uninstall demo test unit-test integration-test clippy clean
+.PHONY: all build deps deps-test deps-deb deb install uninstall demo test unit-test integration-test clippy clean
 
 all: mod_fastcgi.so
 
@@ -22,6 +23,13 @@ deps:
 
 deps-test:
 	@scripts/deps.sh test
+
+deps-deb:
+	@scripts/deps.sh deb
+
+# Cached: rebuilt only when an input changed (DEB_FORCE=1 to rebuild anyway).
+deb: deps-deb
+	@CARGO=$(CARGO) scripts/deb.sh
 
 mod_fastcgi.so: deps FORCE
 	$(CARGO) build --release --lib
@@ -70,7 +78,7 @@ clippy:
 
 clean:
 	$(CARGO) clean
-	rm -f mod_fastcgi.so
+	rm -f mod_fastcgi.so libapache2-mod-fastcgi*.deb
 .PHONY: bench
 bench:  # as root; BENCH_ARGS=--quick for a smoke test (see bench/README.md)
 	@bench/run $(BENCH_ARGS)

@@ -5,6 +5,8 @@
 #   scripts/deps.sh build   -> packages to build the module
 #   scripts/deps.sh test    -> + the FastCGI applications the tests use
 #   scripts/deps.sh bench   -> + wrk and mod_fcgid for benchmarks
+#   scripts/deps.sh deb     -> + what `make deb` needs (debhelper; dh_apache2
+#                              comes with apache2-dev, which provides dh-apache2)
 set -euo pipefail
 level=${1:-build}
 
@@ -14,6 +16,7 @@ case "$level" in
 esac
 case "$level" in
   bench) pkgs+=(wrk libapache2-mod-fcgid) ;;
+  deb) pkgs+=(debhelper dpkg-dev) ;;
 esac
 
 missing=()
