@@ -70,7 +70,7 @@ integration-test: deps-test mod_fastcgi.so
 
 # Everything: unit tests once, integration tests under each MPM, one
 # closing line with the totals.
-test: deps-test mod_fastcgi.so
+test: deps-test deps-deb mod_fastcgi.so
 	@CARGO=$(CARGO) MPMS="$(MPMS)" TEST_THREADS=$(TEST_THREADS) scripts/run-tests.sh
 
 clippy:
