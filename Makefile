@@ -82,3 +82,19 @@ clean:
 .PHONY: bench
 bench:  # as root; BENCH_ARGS=--quick for a smoke test (see bench/README.md)
 	@bench/run $(BENCH_ARGS)
+
+# Fuzzing (RELIABILITY.md). Not part of `make test`. Both install cargo-fuzz when
+# missing and need the nightly toolchain (`rustup toolchain install nightly`).
+#   make fuzz-smoke                      every target FUZZ_SMOKE_SECONDS (30, at most 60) each
+#   make fuzz FUZZ_SECONDS=3600          every target in turn, FUZZ_SECONDS each
+#   make fuzz FUZZ_TARGET=exchange       one target
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_SECONDS ?= 3600
+FUZZ_TARGET ?=
+.PHONY: fuzz fuzz-smoke
+fuzz-smoke:
+	@if [ "$(FUZZ_SMOKE_SECONDS)" -gt 60 ]; then echo "FUZZ_SMOKE_SECONDS is at most 60 (use make fuzz)"; exit 2; fi
+	CARGO=$(CARGO) fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz:
+	CARGO=$(CARGO) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGET)
