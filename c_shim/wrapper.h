@@ -20,5 +20,6 @@
 #include "apr_pools.h"
 #include "apr_lib.h"
 #include "apr_thread_proc.h"
+#include "apr_portable.h"
 #include "fastcgi_shim.h"
 

@@ -65,8 +65,10 @@ pub struct RetainedPm {
 }
 
 impl RetainedPm {
-    /// Writes all of `bytes` to the control socket.
-    pub fn write_ctl(&self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes all of `bytes` to the control socket; with `pass`, a
+    /// duplicate of that descriptor travels with the first bytes
+    /// (`SCM_RIGHTS`).
+    pub fn write_ctl(&self, bytes: &[u8], pass: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let fd = self.ctl_fd.load(Ordering::SeqCst);
         if fd <= 2 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
@@ -75,6 +77,10 @@ impl RetainedPm {
         // owns; it is only closed through `close_ctl`.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let mut rest = bytes;
+        if let Some(pass) = pass.filter(|_| !rest.is_empty()) {
+            let n = crate::sys::scm::send_with_fd(borrowed, rest, pass)?;
+            rest = &rest[n..];
+        }
         while !rest.is_empty() {
             match nix::unistd::write(borrowed, rest) {
                 Ok(n) => rest = &rest[n..],

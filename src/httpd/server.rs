@@ -4,6 +4,7 @@
 use super::{opt_cstr, Pool};
 use crate::ffi;
 use std::ffi::{CStr, OsStr};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::ptr::NonNull;
@@ -14,6 +15,30 @@ pub fn server_root() -> PathBuf {
     // read and is a NUL-terminated string for the process lifetime.
     let root = unsafe { opt_cstr(ffi::ap_server_root) }.unwrap_or(b"/");
     PathBuf::from(OsStr::from_bytes(root))
+}
+
+/// A duplicate (close-on-exec) of the main server's error log descriptor as
+/// opened for the current configuration pass (the file, or the pipe to an
+/// `ErrorLog "|…"` logger). `None` before configuration and with
+/// `ErrorLog syslog` (no descriptor).
+pub fn main_error_log() -> Option<OwnedFd> {
+    // SAFETY: ap_server_conf is NULL before configuration or the main server.
+    let s = unsafe { ffi::ap_server_conf.as_ref() }?;
+    if s.error_log.is_null() {
+        return None;
+    }
+    let mut fd: ffi::apr_os_file_t = -1;
+    // SAFETY: error_log is the open apr_file_t httpd opened for this pass;
+    // apr_os_file_get only reads its descriptor into `fd`.
+    let rv = unsafe { ffi::apr_os_file_get(&mut fd, s.error_log) };
+    if rv != 0 || fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor stays open for this call at least (it belongs
+    // to the configuration pool, alive while httpd runs our hooks); it is
+    // only duplicated here.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    b.try_clone_to_owned().ok()
 }
 
 /// The `User`/`Group` httpd's children run as (mod_unixd), as configured so

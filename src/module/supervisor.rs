@@ -22,7 +22,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
@@ -32,9 +32,12 @@ use std::time::{Duration, Instant};
 /// way that needs a fresh PM after a module upgrade + graceful restart.
 /// 2: the PM publishes its sockets' bind status in the shared table, and
 /// the request handlers rely on it.
-const PM_PROTO: u32 = 2;
+/// 3: each configuration comes with httpd's re-opened error log
+/// (`SCM_RIGHTS`), which the PM makes its stderr (log rotation, issue 12).
+const PM_PROTO: u32 = 3;
 
-/// Writes PM log lines to its stderr, which is httpd's main error log.
+/// Writes PM log lines to its stderr, which is httpd's main error log (the
+/// one of the latest configuration pass: see [`send`]).
 struct ErrorLogWriter {
     level: u8,
 }
@@ -135,7 +138,14 @@ fn is_live_child(pid: i32) -> bool {
 fn send(msg: &CtlMsg) -> std::io::Result<()> {
     let mut frame = Vec::new();
     pm::encode(msg, &mut frame);
-    process::retained_pm().write_ctl(&frame)
+    // A configuration carries the error log httpd opened for this pass: the
+    // PM makes it its stderr, for its own lines and the applications it
+    // starts from then on (after logrotate + graceful, not the old file).
+    let log = match msg {
+        CtlMsg::Configure(_) => crate::httpd::server::main_error_log(),
+        CtlMsg::Shutdown => None,
+    };
+    process::retained_pm().write_ctl(&frame, log.as_ref().map(|f| f.as_fd()))
 }
 
 /// The PM of a wrapper configuration runs as User/Group but keeps a saved

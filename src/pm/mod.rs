@@ -231,7 +231,9 @@ fn setup(ctl: &OwnedFd, req: &OwnedFd) -> Result<SignalFd, (Errno, &'static str)
 ///
 /// Expects to be the only thread of its process (it blocks signals, changes dispositions
 /// and the umask, and reaps every child with `waitpid(-1)`), with fd 2 = the error log
-/// the applications' stdout/stderr should go to.
+/// the applications' stdout/stderr should go to. A descriptor that arrives with the
+/// control bytes (`SCM_RIGHTS`) replaces fd 2 from then on (httpd's error log, re-opened
+/// for each configuration).
 pub fn run(first: PmConfig, ctl: OwnedFd, req: OwnedFd, log: &dyn PmLog, report: &dyn SocketReport) -> i32 {
     let logger = Logger::new(log, first.log_level);
     let sfd = match setup(&ctl, &req) {
@@ -454,9 +456,14 @@ impl Pm<'_> {
     fn read_ctl(&mut self) -> Option<Stop> {
         let mut buf = vec![0u8; CTL_READ_CHUNK];
         loop {
-            match nix::unistd::read(self.ctl.as_raw_fd(), &mut buf) {
-                Ok(0) => return Some(Stop::CtlEof),
-                Ok(n) => {
+            match sys::scm::recv_with_fds(self.ctl.as_fd(), &mut buf) {
+                Ok((0, _)) => return Some(Stop::CtlEof),
+                Ok((n, fds)) => {
+                    // httpd's error log of the configuration these bytes begin
+                    // (it re-opens it on every pass, e.g. after logrotate).
+                    if let Some(log) = fds.into_iter().next() {
+                        self.adopt_error_log(log);
+                    }
                     self.reader.push(&buf[..n]);
                     loop {
                         match self.reader.next_msg() {
@@ -476,6 +483,19 @@ impl Pm<'_> {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Some(Stop::CtlError(e)),
             }
+        }
+    }
+
+    /// Makes `log` the PM's stderr: its own lines, and the stdout/stderr of
+    /// every application started from now on, go there. Processes already
+    /// running keep the descriptor they were started with.
+    fn adopt_error_log(&mut self, log: OwnedFd) {
+        if let Err(e) = nix::unistd::dup2(log.as_raw_fd(), 2) {
+            self.log(
+                LogLevel::Error,
+                e as i32,
+                "FastCGI: process manager: can't switch to the re-opened error log, dup2() failed",
+            );
         }
     }
 

@@ -11,6 +11,7 @@ pub mod fd;
 #[cfg(test)]
 pub mod fork;
 pub mod pidfd;
+pub mod scm;
 pub mod shm;
 pub mod signals;
 pub mod wait;

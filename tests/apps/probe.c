@@ -335,6 +335,15 @@ static void handle(FCGX_Request *req)
         FCGX_FPrintF(out, "Content-Type: text/plain\r\n");
         put_pid_header(out);
         FCGX_FPrintF(out, "\r\nwrote %lld stderr lines\n", lines);
+    } else if (strcmp(m, "fd2") == 0) {
+        /* One line on the process's own stderr (not FCGI_STDERR): where the
+         * process manager pointed fd 2 when it started this process. */
+        char *tag = qparam(qs, "tag");
+        fprintf(stderr, "probe fd2 line %s pid %ld\n", tag ? tag : "-", (long)getpid());
+        fflush(stderr);
+        FCGX_FPrintF(out, "Content-Type: text/plain\r\n");
+        put_pid_header(out);
+        FCGX_FPrintF(out, "\r\nwrote one line to fd 2\n");
     } else if (strcmp(m, "stderr_partial") == 0) {
         FCGX_PutS("partial", err);
         FCGX_FFlush(err);
