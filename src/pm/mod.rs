@@ -146,6 +146,10 @@ const CTL_READ_CHUNK: usize = 64 * 1024;
 /// Request datagrams handled per wake-up at most (more wait for the next turn, so a
 /// flood cannot starve reaping, timers and the control socket).
 const REQ_BATCH: usize = 256;
+/// Bytes of application output relayed per read, and reads per wake-up at most (a
+/// flood waits for the next turn, like request datagrams).
+const RELAY_CHUNK: usize = 64 * 1024;
+const RELAY_BATCH: usize = 16;
 
 /// Exit codes of [`run`].
 pub const EXIT_OK: i32 = 0;
@@ -177,6 +181,11 @@ struct Pm<'a> {
     os: os::Os<'a>,
     /// The dynamic socket directory prepared last.
     dynamic_dir: Option<std::path::PathBuf>,
+    /// The read end of the pipe every application's stdout and stderr write to; the
+    /// PM copies it to its stderr, so that output of applications started before the
+    /// error log was re-opened follows it too. `None` if the pipe could not be made
+    /// (applications then write to the PM's stderr of their start directly).
+    relay: Option<OwnedFd>,
 }
 
 /// The signals the PM handles through its signalfd.
@@ -252,20 +261,48 @@ pub fn run(first: PmConfig, ctl: OwnedFd, req: OwnedFd, log: &dyn PmLog, report:
         0,
         &format!("FastCGI: process manager initialized (pid {})", std::process::id()),
     );
+    let mut os = os::Os::new(logger, report);
+    let relay = match output_pipe() {
+        Ok((r, w)) => {
+            os.set_app_output(w);
+            Some(r)
+        }
+        Err(e) => {
+            os.log.log(
+                LogLevel::Error,
+                e as i32,
+                "FastCGI: process manager: can't create the applications' output pipe, they write to the error log of their start directly",
+            );
+            None
+        }
+    };
     let mut pm = Pm {
         ctl,
         req: Some(req),
         sfd,
         reader: FrameReader::new(),
         table: Table::new(),
-        os: os::Os::new(logger, report),
+        os,
         dynamic_dir: None,
+        relay,
     };
     pm.os.prepare_dynamic_dir(&first.dynamic.dynamic_dir, true);
     pm.dynamic_dir = Some(first.dynamic.dynamic_dir.clone());
     pm.apply(first);
     let stop = pm.event_loop();
     pm.shutdown(stop)
+}
+
+/// The applications' output pipe: (read end, non-blocking; write end, blocking), both
+/// close-on-exec.
+fn output_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let fl = fcntl(r.as_raw_fd(), FcntlArg::F_GETFL)?;
+    fcntl(
+        r.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
+    )?;
+    Ok((r, w))
 }
 
 /// Poll timeout until `t`, rounded up to whole milliseconds (at least 1 ms, so a due
@@ -333,22 +370,30 @@ impl Pm<'_> {
             let now = Instant::now();
             self.table.tick(now, &mut self.os);
             let timeout = self.table.next_wakeup(now).map_or(PollTimeout::NONE, timeout_until);
-            let (ctl_ready, sig_ready, req_ready) = {
+            let (ctl_ready, sig_ready, req_ready, relay_ready) = {
                 let mut fds = vec![
                     PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN),
                 ];
-                if let Some(req) = &self.req {
+                let req_at = self.req.as_ref().map(|req| {
                     fds.push(PollFd::new(req.as_fd(), PollFlags::POLLIN));
-                }
+                    fds.len() - 1
+                });
+                let relay_at = self.relay.as_ref().map(|r| {
+                    fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                });
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => return Stop::Poll(e),
                 }
-                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), ready(&fds[1]), fds.get(2).is_some_and(ready))
+                let ready = |at: Option<usize>| at.and_then(|i| fds.get(i)?.revents()).is_some_and(|r| !r.is_empty());
+                (ready(Some(0)), ready(Some(1)), ready(req_at), ready(relay_at))
             };
+            if relay_ready {
+                self.relay_output();
+            }
             if req_ready {
                 self.read_requests();
             }
@@ -390,6 +435,37 @@ impl Pm<'_> {
                         "FastCGI: process manager: read() from signalfd failed",
                     );
                     return stop;
+                }
+            }
+        }
+    }
+
+    /// Copies up to [`RELAY_BATCH`] reads of pending application output to the PM's
+    /// stderr (the error log of the latest configuration).
+    fn relay_output(&mut self) {
+        use std::io::Write;
+        let Some(r) = &self.relay else { return };
+        let fd = r.as_raw_fd();
+        let mut buf = vec![0u8; RELAY_CHUNK];
+        for _ in 0..RELAY_BATCH {
+            match nix::unistd::read(fd, &mut buf) {
+                // The PM holds a write end itself: no end-of-file.
+                Ok(0) => return,
+                // One write per read: output the applications wrote atomically (up to
+                // PIPE_BUF) stays in one piece, as it did when they wrote to the log.
+                Ok(n) => {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => return,
+                Err(e) => {
+                    self.log(
+                        LogLevel::Error,
+                        e as i32,
+                        "FastCGI: process manager: read() from the applications' output pipe failed, their output is no longer logged",
+                    );
+                    self.relay = None;
+                    return;
                 }
             }
         }
@@ -487,8 +563,7 @@ impl Pm<'_> {
     }
 
     /// Makes `log` the PM's stderr: its own lines, and the stdout/stderr of
-    /// every application started from now on, go there. Processes already
-    /// running keep the descriptor they were started with.
+    /// every application (relayed through [`Pm::relay`]), go there from now on.
     fn adopt_error_log(&mut self, log: OwnedFd) {
         if let Err(e) = nix::unistd::dup2(log.as_raw_fd(), 2) {
             self.log(
@@ -510,10 +585,17 @@ impl Pm<'_> {
             if Instant::now() >= deadline {
                 return false;
             }
-            let mut fds = [PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, timeout_until(deadline));
-            // Drain (SIGCHLD and repeated stop requests alike) so poll blocks again.
+            {
+                let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+                if let Some(r) = &self.relay {
+                    fds.push(PollFd::new(r.as_fd(), PollFlags::POLLIN));
+                }
+                let _ = poll(&mut fds, timeout_until(deadline));
+            }
+            // Drain (SIGCHLD and repeated stop requests alike) so poll blocks again;
+            // what the stopping applications still write is logged.
             while let Ok(Some(_)) = self.sfd.read_signal() {}
+            self.relay_output();
         }
     }
 
@@ -592,6 +674,7 @@ impl Pm<'_> {
                 );
             }
         }
+        self.relay_output();
         self.os.release_all();
         code
     }

@@ -179,6 +179,8 @@ pub struct Os<'a> {
     /// socket in them ([`untrusted_dir_reason`]).
     trusted_dirs: Vec<PathBuf>,
     pm_pid: i32,
+    /// The write end of the pipe the PM relays to its stderr ([`Os::set_app_output`]).
+    app_output: Option<OwnedFd>,
 }
 
 impl<'a> Os<'a> {
@@ -189,7 +191,15 @@ impl<'a> Os<'a> {
             sockets: HashMap::new(),
             trusted_dirs: Vec::new(),
             pm_pid: nix::unistd::getpid().as_raw(),
+            app_output: None,
         }
+    }
+
+    /// Applications started from now on get `out` as their stdout and stderr
+    /// (the PM relays it to whatever its stderr is at the time), instead of the
+    /// PM's stderr itself.
+    pub fn set_app_output(&mut self, out: OwnedFd) {
+        self.app_output = Some(out);
     }
 
     /// Closes every socket and unlinks the Unix socket files this PM created.
@@ -367,11 +377,16 @@ fn with_root(f: impl FnOnce()) {
     }
 }
 
-fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32) -> std::io::Result<i32> {
+fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32, out: Option<&OwnedFd>) -> std::io::Result<i32> {
     // Duplicates (close-on-exec) that std moves onto fds 0, 1 and 2 in the child.
     let stdin = sock.fd.try_clone()?;
-    let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+    let pm_stderr = std::io::stderr();
+    let out = match out {
+        Some(pipe) => pipe.as_fd(),
+        None => pm_stderr.as_fd(),
+    };
+    let stdout = out.try_clone_to_owned()?;
+    let stderr = out.try_clone_to_owned()?;
     // PM-27: through the wrapper, argv = [wrapper, user, group, basename].
     let mut cmd = match &spec.wrapper {
         None => Command::new(&spec.path),
@@ -402,10 +417,13 @@ fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32) -> std::io:
 impl Effects for Os<'_> {
     fn spawn(&mut self, class: ClassId, spec: &ClassSpec) -> SpawnResult {
         let pm_pid = self.pm_pid;
-        let Some(sock) = self.ensure_socket(class, spec, "server") else {
+        if self.ensure_socket(class, spec, "server").is_none() {
+            return SpawnResult::SocketFailed;
+        }
+        let Some((_, sock, _)) = self.sockets.get(&class) else {
             return SpawnResult::SocketFailed;
         };
-        match spawn_process(spec, sock, pm_pid) {
+        match spawn_process(spec, sock, pm_pid, self.app_output.as_ref()) {
             Ok(pid) => SpawnResult::Started(pid),
             Err(e) => SpawnResult::Failed(e.to_string()),
         }
