@@ -225,9 +225,16 @@ fn check_app(pid: i32, pm: Pid, app: &Path, s: &Setup) {
     assert_eq!(fds, vec![0, 1, 2], "only fds 0-2 are inherited");
     let fd0 = std::fs::read_link(proc_dir.join("fd/0")).unwrap();
     assert!(fd0.to_string_lossy().starts_with("socket:"), "{fd0:?}");
-    for fd in ["fd/1", "fd/2"] {
-        assert_eq!(std::fs::read_link(proc_dir.join(fd)).unwrap(), s.err_log);
-    }
+    // stdout and stderr: the pipe the PM relays to its stderr (issue 12: so that
+    // running applications follow a re-opened error log); the PM holds its ends.
+    let out = std::fs::read_link(proc_dir.join("fd/1")).unwrap();
+    assert!(out.to_string_lossy().starts_with("pipe:"), "{out:?}");
+    assert_eq!(std::fs::read_link(proc_dir.join("fd/2")).unwrap(), out);
+    let pm_fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pm}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .collect();
+    assert!(pm_fds.contains(&out), "the PM does not hold {out:?}: {pm_fds:?}");
     // std::process::Command passes the environment sorted by name; the shell that ran
     // before `exec sleep` added PWD.
     let environ = read(proc_dir.join("environ"));
