@@ -1168,14 +1168,28 @@ fn graceful_stop_finishes_requests_then_stops_apps() {
 /// restarted process of a kept class, and a class new in this generation.
 #[test]
 fn pm_and_applications_follow_the_error_log_after_rotation() {
+    follow_the_error_log_after_rotation("");
+}
+
+/// The same with a piped logger (`ErrorLog "|…"`, here one appending to the same file):
+/// httpd starts a new logger for each configuration and the old one goes; the PM must
+/// switch to the new pipe.
+#[test]
+fn pm_and_applications_follow_a_piped_error_log_after_rotation() {
+    follow_the_error_log_after_rotation("ErrorLog \"|/bin/sh -c 'exec /bin/cat >> @ROOT@/logs/error_log'\"\n");
+}
+
+fn follow_the_error_log_after_rotation(error_log: &str) {
     let dir = TestDir::new();
     let a = probe_at(&dir, "a.fcgi");
     let k = probe_at(&dir, "k.fcgi");
     let b = probe_at(&dir, "b.fcgi");
-    let base = "FastCgiIpcDir @ROOT@/ipc\n\
-                FastCgiServer @HTDOCS@/a.fcgi -init-start-delay 0 -restart-delay 0\n\
-                FastCgiServer @HTDOCS@/k.fcgi -init-start-delay 0 -restart-delay 0";
-    let mut apache = Apache::start(&conf_in(&dir, base).log_level("info"));
+    let base = format!(
+        "{error_log}FastCgiIpcDir @ROOT@/ipc\n\
+         FastCgiServer @HTDOCS@/a.fcgi -init-start-delay 0 -restart-delay 0\n\
+         FastCgiServer @HTDOCS@/k.fcgi -init-start-delay 0 -restart-delay 0"
+    );
+    let mut apache = Apache::start(&conf_in(&dir, &base).log_level("info"));
     let (_, a_pids) = wait_class(&apache, &a, 1, &[], Duration::from_secs(10));
     let (_, k_pids) = wait_class(&apache, &k, 1, &[], Duration::from_secs(10));
     probe_ok(&apache, "/a.fcgi?mode=fd2&tag=before");
