@@ -45,7 +45,7 @@
 use super::conn::{AppConn, PeerCheck};
 use crate::config::AppAddr;
 use crate::proto::{self, Decoder, Event};
-use crate::sys::shm;
+use crate::sys::{shm, signals};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, Once, OnceLock};
@@ -467,9 +467,10 @@ impl Reuse {
         self.returned[slot].notify_one();
         self.count_idle(slot, true);
         self.reaper.call_once(|| {
-            let _ = std::thread::Builder::new()
-                .name("fcgi-keep-reaper".into())
-                .spawn(move || self.reap_forever());
+            let _ = signals::spawn_with_signals_blocked(
+                std::thread::Builder::new().name("fcgi-keep-reaper".into()),
+                move || self.reap_forever(),
+            );
         });
     }
 
@@ -551,35 +552,34 @@ impl Reuse {
             return;
         }
         let addr = addr.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fcgi-get-values".into())
-            .spawn(move || {
-                let c = &self.shared.classes[slot];
-                let target = match &addr {
-                    AppAddr::Unix(p) => p.display().to_string(),
-                    AppAddr::Tcp(a) => a.to_string(),
-                };
-                match ask_max_conns(&addr, PROBE_TIMEOUT, peer) {
-                    Ok(n) => {
-                        let n = n.min(CAP_LIMIT);
-                        let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
-                        report(format!(
-                            "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
-                        ));
-                    }
-                    // Not running yet: ask again later.
-                    Err(ProbeError::Unreachable) => c.probe_after.store(unix_now() + 5, SeqCst),
-                    // It does not answer management records: keep one.
-                    Err(ProbeError::NoAnswer) => {
-                        let _ = c.cap.compare_exchange(CAP_PROBE, 1, SeqCst, SeqCst);
-                        report(format!(
-                            "FastCGI: {target} did not answer FCGI_GET_VALUES within {} ms: 1 connection kept for reuse",
-                            PROBE_TIMEOUT.as_millis()
-                        ));
-                    }
+        let builder = std::thread::Builder::new().name("fcgi-get-values".into());
+        let spawned = signals::spawn_with_signals_blocked(builder, move || {
+            let c = &self.shared.classes[slot];
+            let target = match &addr {
+                AppAddr::Unix(p) => p.display().to_string(),
+                AppAddr::Tcp(a) => a.to_string(),
+            };
+            match ask_max_conns(&addr, PROBE_TIMEOUT, peer) {
+                Ok(n) => {
+                    let n = n.min(CAP_LIMIT);
+                    let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
+                    report(format!(
+                        "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
+                    ));
                 }
-                c.probing.store(0, SeqCst);
-            });
+                // Not running yet: ask again later.
+                Err(ProbeError::Unreachable) => c.probe_after.store(unix_now() + 5, SeqCst),
+                // It does not answer management records: keep one.
+                Err(ProbeError::NoAnswer) => {
+                    let _ = c.cap.compare_exchange(CAP_PROBE, 1, SeqCst, SeqCst);
+                    report(format!(
+                        "FastCGI: {target} did not answer FCGI_GET_VALUES within {} ms: 1 connection kept for reuse",
+                        PROBE_TIMEOUT.as_millis()
+                    ));
+                }
+            }
+            c.probing.store(0, SeqCst);
+        });
         if spawned.is_err() {
             c.probing.store(0, SeqCst);
         }
