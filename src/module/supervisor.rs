@@ -477,6 +477,15 @@ fn publish_reuse(cfg: &ConfigState) {
         );
         return;
     };
+    let configured: Vec<_> = cfg
+        .servers()
+        .iter()
+        .map(|server| match server {
+            Server::Static(st) => st.connect_addr(),
+            Server::External(ext) => ext.addr.clone(),
+        })
+        .collect();
+    table.free_unconfigured(&configured);
     for server in cfg.servers() {
         let (addr, cap) = match server {
             Server::Static(st) => (st.connect_addr(), Cap::Fixed(st.opts.keep_conn.unwrap_or(st.processes))),
