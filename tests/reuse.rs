@@ -93,6 +93,73 @@ fn static_application_connections_are_kept_and_reused() {
     assert_eq!(error_lines(&apache, mark), Vec::<String>::new());
 }
 
+/// (pid, tid, SigBlk) of every thread of `apache`'s processes whose name starts
+/// with `name` (thread names are cut at 15 bytes).
+fn threads_named(apache: &Apache, name: &str) -> Vec<(i32, i32, u64)> {
+    let mut out = Vec::new();
+    for pid in apache.child_pids() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let dir = format!("/proc/{pid}/task/{tid}");
+            let comm = std::fs::read_to_string(format!("{dir}/comm")).unwrap_or_default();
+            if !name.starts_with(comm.trim()) || comm.trim().is_empty() {
+                continue;
+            }
+            let status = std::fs::read_to_string(format!("{dir}/status")).unwrap_or_default();
+            let blocked = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+            if let Some(b) = blocked {
+                out.push((pid, tid, b));
+            }
+        }
+    }
+    out
+}
+
+// Issue 12: the module's helper threads in httpd children (the reaper of
+// idle kept connections) block every signal, so httpd's handlers (prefork's
+// just_die on SIGTERM, the graceful-stop ones) always run on httpd's own
+// thread, never on ours.
+#[test]
+fn reaper_thread_blocks_every_signal() {
+    let dir = TestDir::new();
+    probe_at(&dir, "keep/probe.fcgi");
+    let apache = start_in(
+        &dir,
+        "FastCgiServer @HTDOCS@/keep/probe.fcgi -processes 1 -init-start-delay 0",
+    );
+    keepalive_gets(&apache, "/keep/probe.fcgi?mode=env", 3);
+    let mut found = Vec::new();
+    let ok = wait_until(Duration::from_secs(10), || {
+        found = threads_named(&apache, "fcgi-keep-reaper");
+        !found.is_empty()
+    });
+    assert!(
+        ok,
+        "no fcgi-keep-reaper thread in httpd's children\n{}",
+        ps_tree(&apache)
+    );
+    for (pid, tid, blocked) in found {
+        for sig in 1..=64 {
+            // Never blockable (SIGKILL, SIGSTOP), or reserved by the C library.
+            if [libc::SIGKILL, libc::SIGSTOP, 32, 33].contains(&sig) {
+                continue;
+            }
+            assert!(
+                blocked & (1u64 << (sig - 1)) != 0,
+                "signal {sig} is not blocked in thread {tid} of httpd child {pid} (SigBlk {blocked:#018x})"
+            );
+        }
+    }
+}
+
 #[test]
 fn keep_conn_zero_turns_reuse_off() {
     let dir = TestDir::new();

@@ -846,6 +846,88 @@ fn stop_leaves_no_process_and_no_socket_even_if_an_app_ignores_sigterm() {
     );
 }
 
+/// The only fcgi-pm of `apache` that is not one of `not`.
+fn wait_new_pm(apache: &Apache, not: &[i32]) -> i32 {
+    let mut pm = 0;
+    let ok = wait_until(Duration::from_secs(10), || {
+        let pms: Vec<i32> = pm_pids(apache).into_iter().filter(|p| !not.contains(p)).collect();
+        pm = pms.first().copied().unwrap_or(0);
+        pms.len() == 1
+    });
+    assert!(ok, "no new fcgi-pm (besides {not:?}) within 10 s\n{}", evidence(apache));
+    pm
+}
+
+// Issue 12: a process manager that keeps dying right after it started is
+// not re-forked on every reap without pause: after the second death in a
+// row the next one waits 1 s, then 2 s, 4 s ... (up to 60 s) before it
+// starts, with one log line per step.
+#[test]
+fn pm_dying_at_start_up_is_restarted_with_back_off() {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi");
+    let apache = start_in(
+        &dir,
+        "FastCgiIpcDir @ROOT@/ipc\nFastCgiServer @HTDOCS@/a.fcgi -processes 1 -init-start-delay 0 -restart-delay 1",
+    );
+    let mark = apache.log_mark();
+    // Four deaths in a row, each soon after the PM was forked (well within
+    // the 10 s a PM must live to count as started).
+    let mut killed = Vec::new();
+    for _ in 0..4 {
+        let pm = wait_new_pm(&apache, &killed);
+        kill9(pm);
+        killed.push(pm);
+        assert!(
+            apache.wait_for_log_after(
+                mark,
+                &format!("process manager (pid {pm}) exited"),
+                Duration::from_secs(10)
+            ),
+            "httpd did not notice the death of fcgi-pm {pm}\n{}",
+            evidence(&apache)
+        );
+    }
+    let log = apache.error_log_since(mark);
+    for secs in [1, 2] {
+        assert!(
+            log.contains("at start-up (") && log.contains(&format!("the next one starts in {secs} s")),
+            "no back-off step of {secs} s logged\n{}",
+            evidence(&apache)
+        );
+    }
+    assert_eq!(
+        log.matches("FastCGI: process manager (pid").count(),
+        4,
+        "one line per death (each one a new step here)\n{log}"
+    );
+    // The PM forked after the last death (which asked for 2 s or more)
+    // exists at once but does not start before its delay...
+    let pm = wait_new_pm(&apache, &killed);
+    let started = format!("FastCGI: process manager initialized (pid {pm})");
+    assert!(
+        !apache.wait_for_log_after(mark, &started, Duration::from_secs(1)),
+        "fcgi-pm {pm} started without waiting\n{}",
+        evidence(&apache)
+    );
+    // ... and then serves, with the killed PMs' applications gone.
+    assert!(
+        apache.wait_for_log_after(mark, &started, Duration::from_secs(20)),
+        "fcgi-pm {pm} never started\n{}",
+        evidence(&apache)
+    );
+    let (pm2, apps) = wait_class(&apache, &a, 1, &[], Duration::from_secs(10));
+    assert_eq!(pm2, pm);
+    probe_ok(&apache, "/a.fcgi");
+    let all_gone = wait_until(Duration::from_secs(5), || all_app_processes(&a) == apps);
+    assert!(
+        all_gone,
+        "applications of killed PMs survive: {}\n{}",
+        ps_of(&all_app_processes(&a)),
+        evidence(&apache)
+    );
+}
+
 #[test]
 fn killed_pm_is_replaced_with_fresh_applications() {
     let dir = TestDir::new();

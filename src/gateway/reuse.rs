@@ -45,7 +45,7 @@
 use super::conn::{AppConn, PeerCheck};
 use crate::config::AppAddr;
 use crate::proto::{self, Decoder, Event};
-use crate::sys::shm;
+use crate::sys::{shm, signals};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, Once, OnceLock};
@@ -177,6 +177,45 @@ impl Shared {
             }
         }
         Some(slot)
+    }
+
+    /// Parent, each configuration pass, before [`Shared::publish`]: frees
+    /// the slots of addresses not in `configured` that hold nothing (no
+    /// connection kept or idle, no request waiting, no probe under way), so
+    /// that configuration churn over the server's life does not use up the
+    /// table. Returns how many were freed.
+    ///
+    /// A child of the previous generation finds its slot per request: after
+    /// the free it no longer finds the retired address and simply does not
+    /// keep. One that found it just before may still count a kept connection
+    /// into the slot; the count is given back when that connection closes,
+    /// so at worst the slot's next owner keeps one connection fewer
+    /// meanwhile. Slots still in use are freed on a later pass.
+    pub fn free_unconfigured(&self, configured: &[AppAddr]) -> usize {
+        let keep: Vec<u64> = configured.iter().map(class_key).collect();
+        let mut freed = 0;
+        for c in &self.classes {
+            let key = c.key.load(SeqCst);
+            if key == 0 || keep.contains(&key) {
+                continue;
+            }
+            let busy = [&c.kept, &c.idle, &c.waiting, &c.probing]
+                .iter()
+                .any(|n| n.load(SeqCst) != 0);
+            if busy {
+                continue;
+            }
+            // The fields first, the key last: a slot is only found again
+            // once it is published with fresh values.
+            c.cap.store(CAP_PROBE, SeqCst);
+            c.probe_after.store(0, SeqCst);
+            c.listeners.store(0, SeqCst);
+            c.bind_failed.store(0, SeqCst);
+            if c.key.compare_exchange(key, 0, SeqCst, SeqCst).is_ok() {
+                freed += 1;
+            }
+        }
+        freed
     }
 
     fn find_key(&self, key: u64) -> Option<usize> {
@@ -467,9 +506,10 @@ impl Reuse {
         self.returned[slot].notify_one();
         self.count_idle(slot, true);
         self.reaper.call_once(|| {
-            let _ = std::thread::Builder::new()
-                .name("fcgi-keep-reaper".into())
-                .spawn(move || self.reap_forever());
+            let _ = signals::spawn_with_signals_blocked(
+                std::thread::Builder::new().name("fcgi-keep-reaper".into()),
+                move || self.reap_forever(),
+            );
         });
     }
 
@@ -551,35 +591,34 @@ impl Reuse {
             return;
         }
         let addr = addr.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fcgi-get-values".into())
-            .spawn(move || {
-                let c = &self.shared.classes[slot];
-                let target = match &addr {
-                    AppAddr::Unix(p) => p.display().to_string(),
-                    AppAddr::Tcp(a) => a.to_string(),
-                };
-                match ask_max_conns(&addr, PROBE_TIMEOUT, peer) {
-                    Ok(n) => {
-                        let n = n.min(CAP_LIMIT);
-                        let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
-                        report(format!(
-                            "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
-                        ));
-                    }
-                    // Not running yet: ask again later.
-                    Err(ProbeError::Unreachable) => c.probe_after.store(unix_now() + 5, SeqCst),
-                    // It does not answer management records: keep one.
-                    Err(ProbeError::NoAnswer) => {
-                        let _ = c.cap.compare_exchange(CAP_PROBE, 1, SeqCst, SeqCst);
-                        report(format!(
-                            "FastCGI: {target} did not answer FCGI_GET_VALUES within {} ms: 1 connection kept for reuse",
-                            PROBE_TIMEOUT.as_millis()
-                        ));
-                    }
+        let builder = std::thread::Builder::new().name("fcgi-get-values".into());
+        let spawned = signals::spawn_with_signals_blocked(builder, move || {
+            let c = &self.shared.classes[slot];
+            let target = match &addr {
+                AppAddr::Unix(p) => p.display().to_string(),
+                AppAddr::Tcp(a) => a.to_string(),
+            };
+            match ask_max_conns(&addr, PROBE_TIMEOUT, peer) {
+                Ok(n) => {
+                    let n = n.min(CAP_LIMIT);
+                    let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
+                    report(format!(
+                        "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
+                    ));
                 }
-                c.probing.store(0, SeqCst);
-            });
+                // Not running yet: ask again later.
+                Err(ProbeError::Unreachable) => c.probe_after.store(unix_now() + 5, SeqCst),
+                // It does not answer management records: keep one.
+                Err(ProbeError::NoAnswer) => {
+                    let _ = c.cap.compare_exchange(CAP_PROBE, 1, SeqCst, SeqCst);
+                    report(format!(
+                        "FastCGI: {target} did not answer FCGI_GET_VALUES within {} ms: 1 connection kept for reuse",
+                        PROBE_TIMEOUT.as_millis()
+                    ));
+                }
+            }
+            c.probing.store(0, SeqCst);
+        });
         if spawned.is_err() {
             c.probing.store(0, SeqCst);
         }
@@ -747,6 +786,57 @@ mod tests {
             shared.publish(&AppAddr::Unix(format!("/x{i}").into()), Cap::Fixed(1));
         }
         assert_eq!(shared.publish(&AppAddr::Unix("/full".into()), Cap::Fixed(1)), None);
+    }
+
+    // Issue 12: slots of addresses no longer configured are freed when they
+    // hold nothing, so more than MAX_CLASSES addresses over the server's
+    // life (configuration churn) keep getting slots.
+    #[test]
+    fn unconfigured_slots_are_freed_across_generations() {
+        let shared: &'static Shared = shm::map_shared().unwrap();
+        let reuse: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
+        // A long-lived application configured in every generation, holding
+        // a kept connection all along.
+        let stay = AppAddr::Unix("/stay".into());
+        let s_stay = shared.publish(&stay, Cap::Fixed(4)).unwrap();
+        let lease = reuse.lease(s_stay);
+        assert!(lease.keep());
+        // An application retired while one of its connections is kept.
+        let busy = AppAddr::Unix("/busy".into());
+        let s_busy = shared.publish(&busy, Cap::Fixed(1)).unwrap();
+        let busy_lease = reuse.lease(s_busy);
+        assert!(busy_lease.keep());
+        // Five generations of 30 new addresses each (150 in all, more than
+        // MAX_CLASSES): every one gets a slot.
+        for generation in 0..5 {
+            let configured: Vec<AppAddr> = (0..30)
+                .map(|i| AppAddr::Tcp(format!("127.0.0.1:{}", 10000 + generation * 100 + i).parse().unwrap()))
+                .chain([stay.clone()])
+                .collect();
+            shared.free_unconfigured(&configured);
+            for addr in &configured {
+                assert!(
+                    shared.publish(addr, Cap::Fixed(1)).is_some(),
+                    "generation {generation}: no slot for {addr:?}"
+                );
+            }
+            assert_eq!(shared.find(&stay), Some(s_stay), "a configured slot keeps its place");
+            assert_eq!(shared.counts(s_stay).1, 1, "and its counts");
+            assert_eq!(shared.find(&busy), Some(s_busy), "a retired slot in use is not freed");
+            if generation > 0 {
+                let old = AppAddr::Tcp(format!("127.0.0.1:{}", 10000 + (generation - 1) * 100).parse().unwrap());
+                assert_eq!(shared.find(&old), None, "the previous generation's slots are free");
+            }
+        }
+        // Once its connection is gone, the retired slot is freed too.
+        drop(busy_lease);
+        shared.free_unconfigured(std::slice::from_ref(&stay));
+        assert_eq!(shared.find(&busy), None);
+        // A freed slot comes back with fresh values.
+        let again = shared.publish(&AppAddr::Unix("/new".into()), Cap::Probe).unwrap();
+        assert_eq!(shared.counts(again), (CAP_PROBE, 0, 0, 0));
+        assert_eq!(shared.bind_status(again), BindStatus::Unknown);
+        drop(lease);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod connect;
 pub mod directives;
 pub mod env;
 pub mod handler;
+mod pm_backoff;
 pub mod routing;
 pub mod supervisor;
 

@@ -208,6 +208,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
         t.forget_sockets();
     }
     let pm_fd = theirs.as_raw_fd();
+    let start_delay = super::pm_backoff::take_start_delay();
     let child = process::fork_child(move || {
         let _ = nix::unistd::setsid();
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
@@ -217,6 +218,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
         if previous > 0 {
             reap_previous_group(previous, previous_start, &logger);
         }
+        super::pm_backoff::wait_before_start(start_delay, std::os::fd::AsFd::as_fd(&theirs));
         let dropped = match &wrapper {
             None => process::drop_privileges(),
             Some(w) => {
@@ -404,11 +406,22 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
 pub fn pm_died(state: &'static ModuleState, status: i32) {
     let r = process::retained_pm();
     let pid = r.pm_pid.load(Ordering::SeqCst);
-    log::main_server(
-        Level::Error,
-        0,
-        &format!("FastCGI: process manager (pid {pid}) exited (wait status {status}); starting a new one"),
-    );
+    // Re-forked at once, but one that keeps failing at start-up waits
+    // longer each time before starting (issue 12): one line per step.
+    let next = super::pm_backoff::pm_died();
+    if next.log {
+        let msg = if next.delay.is_zero() {
+            format!("FastCGI: process manager (pid {pid}) exited (wait status {status}); starting a new one")
+        } else {
+            format!(
+                "FastCGI: process manager (pid {pid}) exited (wait status {status}) at start-up ({} time(s) in a row); the next one starts in {} s{}",
+                next.failures,
+                next.delay.as_secs(),
+                if next.delay == super::pm_backoff::MAX_DELAY { " (and every 60 s while it keeps failing; not logged again)" } else { "" },
+            )
+        };
+        log::main_server(Level::Error, 0, &msg);
+    }
     forget_pm();
     let Some(cfg) = state.config() else { return };
     let pm_cfg = PmConfig {
@@ -487,6 +500,15 @@ fn publish_reuse(cfg: &ConfigState) {
         );
         return;
     };
+    let configured: Vec<_> = cfg
+        .servers()
+        .iter()
+        .map(|server| match server {
+            Server::Static(st) => st.connect_addr(),
+            Server::External(ext) => ext.addr.clone(),
+        })
+        .collect();
+    table.free_unconfigured(&configured);
     for server in cfg.servers() {
         let (addr, cap) = match server {
             Server::Static(st) => (st.connect_addr(), Cap::Fixed(st.opts.keep_conn.unwrap_or(st.processes))),

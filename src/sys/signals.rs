@@ -31,3 +31,71 @@ pub fn reset_dispositions(ignore_sigpipe: bool) {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     }
 }
+
+/// Spawns a thread through `builder` with every signal blocked in it, and leaves the
+/// caller's signal mask as it was.
+///
+/// httpd handles signals in its process's main thread (prefork's `just_die`, the
+/// graceful-stop handlers): a thread of ours with signals unblocked could be chosen by
+/// the kernel to run such a handler, destroying the child's pool under the main thread
+/// or deadlocking on a lock the helper holds. A new thread inherits its creator's mask,
+/// so the mask is set to "all blocked" just around the spawn. (The C library keeps the
+/// two signals it reserves for itself unblocked; the kernel never blocks SIGKILL and
+/// SIGSTOP.)
+pub fn spawn_with_signals_blocked<F, T>(
+    builder: std::thread::Builder,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: `sigset_t` is plain data; an all-zero value is a valid (empty) set, and
+    // `sigfillset` only writes into the set we own.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `all` is a valid, exclusively borrowed set.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: both pointers are to valid sets we own; `pthread_sigmask` changes only
+    // this thread's mask, which is restored below before returning.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    let spawned = builder.spawn(f);
+    // SAFETY: `old` holds the mask `pthread_sigmask` reported above; the old-set
+    // pointer may be null.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    spawned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `SigBlk` mask of the calling thread, from `/proc/thread-self/status`.
+    fn blocked_mask() -> u64 {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+        u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).unwrap()
+    }
+
+    #[test]
+    fn spawned_thread_has_every_signal_blocked_and_caller_mask_is_kept() {
+        let before = blocked_mask();
+        let t = spawn_with_signals_blocked(std::thread::Builder::new().name("sigtest".into()), blocked_mask).unwrap();
+        let child = t.join().unwrap();
+        assert_eq!(blocked_mask(), before, "the caller's mask changed");
+        for sig in 1..NSIG {
+            // Never blockable (kernel), or reserved by glibc for itself.
+            if [libc::SIGKILL, libc::SIGSTOP, 32, 33].contains(&sig) {
+                continue;
+            }
+            assert!(
+                child & (1u64 << (sig - 1)) != 0,
+                "signal {sig} not blocked in the thread: {child:#x}"
+            );
+        }
+    }
+}
