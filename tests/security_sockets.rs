@@ -365,6 +365,18 @@ fn ipc_dir_symlink_is_refused_at_config_time() {
     );
 }
 
+/// Runs a shell command as `nobody` (the local attacker); it must succeed.
+fn as_nobody(script: &str) {
+    let st = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .uid(NOBODY)
+        .gid(NOGROUP)
+        .status()
+        .unwrap();
+    assert!(st.success(), "as nobody: {script}");
+}
+
 /// The IPC directory's parent is writable by others (the administrator's
 /// mistake): after start, `nobody` moves the IPC directory away and puts
 /// its own in place, holding a socket with the static application's
@@ -395,14 +407,7 @@ fn swapped_ipc_dir_delivers_nothing() {
         .find(|n| n != "dynamic")
         .expect("the static socket");
     // As nobody: move the directory away, make a new one.
-    let moved = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!("mv {0} {0}.old && mkdir -m 0755 {0}", ipc.display()))
-        .uid(NOBODY)
-        .gid(NOGROUP)
-        .status()
-        .unwrap();
-    assert!(moved.success());
+    as_nobody(&format!("mv {0} {0}.old && mkdir -m 0755 {0}", ipc.display()));
     assert_eq!(fs::metadata(&ipc).unwrap().uid(), NOBODY);
     let sock = ipc.join(&name);
     let sq = Squatter::start(&dir, "ipc-swap", "unix", &sock.display().to_string());
@@ -444,17 +449,10 @@ fn pm_binds_nothing_in_a_swapped_ipc_dir() {
         "{}",
         evidence(&apache)
     );
-    let swapped = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!(
-            "mv {0} {0}.old && mkdir -m 0777 {0} {0}/dynamic && chmod 0777 {0}/dynamic",
-            ipc.display()
-        ))
-        .uid(NOBODY)
-        .gid(NOGROUP)
-        .status()
-        .unwrap();
-    assert!(swapped.success());
+    as_nobody(&format!(
+        "mv {0} {0}.old && mkdir -m 0777 {0} {0}/dynamic && chmod 0777 {0}/dynamic",
+        ipc.display()
+    ));
     let r = secret_post(&apache, "/dyn/probe.fcgi");
     assert_ne!(r.status, 200, "{}", evidence(&apache));
     let dynamic = ipc.join("dynamic");
