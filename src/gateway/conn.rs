@@ -65,7 +65,7 @@ pub fn pm_uid() -> u32 {
 }
 
 /// One `getsockopt(SO_PEERCRED)` on a connected Unix socket.
-fn check_peer(fd: &OwnedFd, check: PeerCheck) -> Result<(), ConnectError> {
+fn check_peer(fd: &impl AsFd, check: PeerCheck) -> Result<(), ConnectError> {
     let PeerCheck::Uid(expected) = check else { return Ok(()) };
     match getsockopt(fd, sockopt::PeerCredentials) {
         Ok(cred) if cred.uid() == expected => Ok(()),
@@ -198,7 +198,7 @@ impl AppConn {
     /// when it was checked for the same uid at connect time.
     pub fn peer_passes(&self, check: PeerCheck) -> bool {
         let PeerCheck::Uid(u) = check else { return true };
-        self.peer_uid == Some(u) || matches!(getsockopt(&self.stream, sockopt::PeerCredentials), Ok(c) if c.uid() == u)
+        self.peer_uid == Some(u) || check_peer(&self.stream, check).is_ok()
     }
 
     /// Waits until readable and/or writable; `None` on timeout.

@@ -11,7 +11,6 @@ use super::routing::{self, HANDLER};
 use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
 use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
-use crate::gateway::conn::PeerCheck;
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::Lease;
 use crate::gateway::spool::{self, Spool, SpoolError};
@@ -510,6 +509,14 @@ pub fn serve_with(
     };
     env::prepare(r, &opts.pass_headers, spooled_len);
 
+    let runner = match how {
+        Connect::Once => Runner::External,
+        Connect::Patiently => Runner::Static,
+        Connect::Dynamic(_) => Runner::Dynamic,
+    };
+    // The check every connection to this application must pass (the
+    // capacity probe's too).
+    let peer = super::connect::peer_check(opts, runner);
     // Connection reuse (static and external applications, see
     // gateway::reuse): a kept connection from the pool, or the right to keep
     // the new one.
@@ -518,7 +525,6 @@ pub fn serve_with(
         _ if opts.keep_conn == Some(0) => None,
         _ => super::supervisor::reuse().and_then(|reuse| {
             let slot = reuse.shared().find(addr)?;
-            let peer = opts.peer_uid.map_or(PeerCheck::Any, PeerCheck::Uid);
             reuse.probe_if_needed(slot, addr, peer, |line| {
                 crate::httpd::log::main_server(Level::Info, 0, &line)
             });
@@ -526,14 +532,8 @@ pub fn serve_with(
         }),
     };
     let keep = lease.as_ref().is_some_and(|l| l.keep());
-    let runner = match how {
-        Connect::Once => Runner::External,
-        Connect::Patiently => Runner::Static,
-        Connect::Dynamic(_) => Runner::Dynamic,
-    };
     // A kept connection may have been opened for another definition of the
     // same address, with another peer check (or none).
-    let peer = super::connect::peer_check(opts, runner);
     let pooled = lease
         .as_mut()
         .and_then(|l| l.take_pooled())
