@@ -20,15 +20,20 @@ fn start_in_dir(dir: &TestDir, extra: &str) -> Apache {
 }
 
 /// The status field (`%>s`) of every access-log line.
+/// The statuses of the access log, sorted: httpd children write their lines when
+/// each request ends, so requests on different connections may be logged in
+/// either order.
 fn access_statuses(apache: &Apache) -> Vec<String> {
-    apache
+    let mut statuses: Vec<String> = apache
         .access_log()
         .lines()
         .filter_map(|l| {
             let after = l.split('"').nth(2)?;
             after.split_whitespace().next().map(str::to_string)
         })
-        .collect()
+        .collect();
+    statuses.sort();
+    statuses
 }
 
 // ---------------------------------------------------------------------------------------
@@ -143,6 +148,8 @@ fn body_over_limit_request_body_is_413() {
     // The same over a chunked body (spooled first).
     let r = apache.post_chunked("/p.fcgi?mode=echo", &[&pattern(3000, 3), &pattern(3000, 4)]);
     assert_eq!(r.status, 413, "chunked: {}\n{}", brief(&r), log_tail(&apache));
+    // Each line is written when its request ends, possibly after the response.
+    wait_until(Duration::from_secs(5), || access_statuses(&apache).len() == 3);
     assert_eq!(
         access_statuses(&apache),
         ["200", "413", "413"],
