@@ -86,6 +86,41 @@ pub struct AppConn {
     last_id: u16,
 }
 
+/// A Unix-socket connect whose listen backlog is full (issue 11, finding 2).
+/// A non-blocking connect can only fail with `EAGAIN` then; retrying after a
+/// sleep costs a socket and a connect per try and serves requests out of
+/// order. A blocking connect instead waits in the kernel's queue of
+/// connectors, which admits them in order as the application accepts,
+/// bounded here by `SO_SNDTIMEO` (the kernel's connect timeout for Unix
+/// sockets). The socket is non-blocking again afterwards. A wait that runs
+/// out is [`Errno::EAGAIN`] turned into `ETIMEDOUT`.
+fn connect_unix_queued(fd: &OwnedFd, ua: &UnixAddr, timeout: Duration) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::time::TimeVal;
+    let start = Instant::now();
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
+    let res = loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break Err(Errno::ETIMEDOUT);
+        }
+        // (A zero SO_SNDTIMEO would mean "forever": at least 1 ms.)
+        let tv = TimeVal::new(
+            left.as_secs().min(i64::MAX as u64) as _,
+            left.subsec_micros().max(u32::from(left.as_secs() == 0)) as _,
+        );
+        setsockopt(fd, sockopt::SendTimeout, &tv)?;
+        match connect(fd.as_raw_fd(), ua) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) | Err(Errno::EINPROGRESS) => break Err(Errno::ETIMEDOUT),
+            other => break other,
+        }
+    };
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    res
+}
+
 fn poll_one(fd: &impl AsFd, flags: PollFlags, timeout: Duration) -> io::Result<Option<PollFlags>> {
     let mut fds = [PollFd::new(fd.as_fd(), flags)];
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
@@ -118,13 +153,18 @@ impl AppConn {
         let res = match addr {
             AppAddr::Unix(path) => {
                 let ua = UnixAddr::new(path.as_path()).map_err(ConnectError::Failed)?;
-                connect(fd.as_raw_fd(), &ua)
+                match connect(fd.as_raw_fd(), &ua) {
+                    // The listen backlog is full: wait in the kernel's queue.
+                    Err(Errno::EAGAIN) => connect_unix_queued(&fd, &ua, timeout),
+                    other => other,
+                }
             }
             AppAddr::Tcp(SocketAddr::V4(a)) => connect(fd.as_raw_fd(), &SockaddrIn::from(*a)),
             AppAddr::Tcp(SocketAddr::V6(a)) => connect(fd.as_raw_fd(), &SockaddrIn6::from(*a)),
         };
         match res {
             Ok(()) => {}
+            Err(Errno::ETIMEDOUT) if matches!(addr, AppAddr::Unix(_)) => return Err(ConnectError::TimedOut),
             Err(Errno::EINPROGRESS) | Err(Errno::EINTR) => {
                 match poll_one(&fd, PollFlags::POLLOUT, timeout) {
                     Ok(None) => return Err(ConnectError::TimedOut),
@@ -159,8 +199,8 @@ impl AppConn {
         })
     }
 
-    /// Like [`AppConn::connect`], but while the socket is missing, refusing
-    /// or its backlog is full, keeps trying (5 ms doubling to 100 ms) until
+    /// Like [`AppConn::connect`], but while the socket is missing or
+    /// refusing, keeps trying (5 ms doubling to 100 ms) until
     /// `timeout` has passed. Used for applications our process manager
     /// runs: their socket appears a moment after the PM starts and is
     /// re-created when the PM itself is restarted.
@@ -170,7 +210,7 @@ impl AppConn {
         loop {
             let left = timeout.saturating_sub(start.elapsed());
             match AppConn::connect(addr, left, peer) {
-                Err(ConnectError::Failed(e @ (Errno::ENOENT | Errno::ECONNREFUSED | Errno::EAGAIN))) => {
+                Err(ConnectError::Failed(e @ (Errno::ENOENT | Errno::ECONNREFUSED))) => {
                     if start.elapsed() + pause >= timeout {
                         return Err(ConnectError::Failed(e));
                     }
@@ -324,6 +364,86 @@ mod tests {
         ));
         assert!(start.elapsed() < Duration::from_secs(2));
         drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A Unix listener with the smallest backlog (one queued connection).
+    fn tiny_backlog_listener(path: &std::path::Path) -> std::os::unix::net::UnixListener {
+        use nix::sys::socket::{bind, listen, Backlog};
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+        listen(&fd, Backlog::new(0).unwrap()).unwrap();
+        std::os::unix::net::UnixListener::from(fd)
+    }
+
+    // Issue 11, finding 2: with the backlog full, connections wait in the
+    // kernel's queue and are admitted in the order they came (a sleep-and-
+    // retry loop made 2-3 connects per request and served them out of order;
+    // an external application got an immediate failure).
+    #[test]
+    fn full_backlog_connects_wait_in_order_and_time_out() {
+        let dir = std::env::temp_dir().join(format!("mod_fastcgi-backlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let listener = tiny_backlog_listener(&path);
+        let addr = AppAddr::Unix(path.clone());
+        // Fill the backlog until a non-blocking connect is refused with EAGAIN.
+        let mut fillers = Vec::new();
+        loop {
+            let s = UnixStream::connect(&path);
+            match s {
+                Ok(s) => {
+                    s.set_nonblocking(true).unwrap();
+                    fillers.push(s);
+                }
+                Err(e) => panic!("filler connect: {e}"),
+            }
+            let probe = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+            if connect(probe.as_raw_fd(), &UnixAddr::new(path.as_path()).unwrap()) == Err(Errno::EAGAIN) {
+                break;
+            }
+            fillers.push(UnixStream::from(probe));
+            assert!(fillers.len() < 16, "the backlog never filled");
+        }
+        // Nobody accepts: the wait is bounded by the timeout.
+        let t = Instant::now();
+        match AppConn::connect(&addr, Duration::from_millis(200), PeerCheck::Any) {
+            Err(ConnectError::TimedOut) => {}
+            other => panic!("expected TimedOut, got {:?}", other.map(|_| ())),
+        }
+        assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+        // Three connectors queue one after the other; each writes its number.
+        let mut threads = Vec::new();
+        for i in 0..3u8 {
+            let addr = addr.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut c = AppConn::connect(&addr, Duration::from_secs(10), PeerCheck::Any).expect("queued connect");
+                loop {
+                    match c.try_write_vectored(&[IoSlice::new(&[b'a' + i])]) {
+                        Ok(Some(1)) => break,
+                        _ => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+                c
+            }));
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        // Accept everything: the fillers first (they were queued first), then
+        // the connectors, in the order they started waiting.
+        let mut order = Vec::new();
+        let n = fillers.len() + 3;
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            let mut b = [0u8; 1];
+            if let Ok(1) = s.read(&mut b) {
+                order.push(b[0]);
+            }
+        }
+        let conns: Vec<AppConn> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(order, b"abc", "admitted in the order they queued");
+        drop(conns);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

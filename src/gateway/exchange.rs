@@ -472,6 +472,12 @@ fn drive(
 ) -> Result<(), Failure> {
     let mut idle = IdleTimer::new(opts.idle_timeout);
     let mut next_nudge = opts.nudge_after.map(|d| std::time::Instant::now() + d);
+    // Whether a read may find something: not before the application has
+    // had the request (a fresh connection has nothing to read, a kept one
+    // was polled empty before reuse), and not after a read came back empty
+    // until poll says so — each empty read is a wasted system call (issue
+    // 11: two per request before).
+    let mut may_read = false;
     loop {
         let mut progressed = false;
 
@@ -528,7 +534,12 @@ fn drive(
         }
 
         // 3. Receive what is available.
-        match conn.try_read(&mut bufs.input) {
+        let read = if may_read {
+            conn.try_read(&mut bufs.input)
+        } else {
+            Ok(None)
+        };
+        match read {
             Ok(Some(0)) => {
                 return Err(eof_failure(st));
             }
@@ -545,7 +556,7 @@ fn drive(
                 }
                 fe.read_consumed().map_err(|_| Failure::ClientGone)?;
             }
-            Ok(None) => {}
+            Ok(None) => may_read = false,
             Err(e) => {
                 if st.head.is_none() {
                     if let Some(w) = st.write_failed.take() {
@@ -584,7 +595,7 @@ fn drive(
         }
         let want_write = st.out_pos < bufs.out.len() && st.write_failed.is_none();
         match conn.wait(true, want_write, wait_for) {
-            Ok(Some(_)) => {}
+            Ok(Some((readable, _))) => may_read |= readable,
             Ok(None) => {
                 if st.unflushed {
                     st.unflushed = false;

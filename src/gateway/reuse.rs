@@ -336,6 +336,8 @@ pub struct Reuse {
     /// Signalled when a connection comes back to a pool or a kept one of
     /// this child is closed.
     returned: [Condvar; MAX_CLASSES],
+    /// Threads of this child waiting on `returned`.
+    local_waiters: [AtomicU32; MAX_CLASSES],
     reaper: Once,
 }
 
@@ -361,6 +363,7 @@ impl Reuse {
             row: OnceLock::new(),
             pools: std::array::from_fn(|_| Mutex::new(Vec::new())),
             returned: std::array::from_fn(|_| Condvar::new()),
+            local_waiters: std::array::from_fn(|_| AtomicU32::new(0)),
             reaper: Once::new(),
         }
     }
@@ -396,6 +399,14 @@ impl Reuse {
         let total = (!up).then_some(&self.shared.classes[slot].kept);
         self.count(slot, up, |r| &r.kept, total);
         if !up {
+            self.notify_returned(slot);
+        }
+    }
+
+    /// Wakes a thread of this child waiting in [`Reuse::lease`] for one of
+    /// its kept connections — only if one waits (no system call otherwise).
+    fn notify_returned(&self, slot: usize) {
+        if self.local_waiters[slot].load(SeqCst) > 0 {
             self.returned[slot].notify_one();
         }
     }
@@ -461,13 +472,21 @@ impl Reuse {
         };
         // (Claiming this child's row first reclaims those of dead children.)
         let Some(row) = self.row() else { return lease };
-        let deadline = Instant::now() + LOCAL_WAIT;
+        let mut deadline = None;
         loop {
-            // While anyone waits for a process, idle kept connections are
-            // given up rather than used (they would jump the queue).
+            // While anyone waits for a process, the application is
+            // saturated: idle kept connections are given up rather than used
+            // (they would jump the queue), and the request does not ask to
+            // keep its connection either (it would only be closed when it
+            // comes back, after holding the process until then). Nothing
+            // else is touched: under saturation reuse costs a load.
             if self.shared.someone_waits(slot) {
-                self.reap_slot(slot);
-            } else if let Some(conn) = self.pop_idle(slot) {
+                if row.idle[slot].load(SeqCst) > 0 {
+                    self.reap_slot(slot);
+                }
+                return lease;
+            }
+            if let Some(conn) = self.pop_idle(slot) {
                 lease.keep = true;
                 lease.reused = true;
                 lease.pooled = Some(conn);
@@ -480,13 +499,19 @@ impl Reuse {
             // Every kept connection is open. If some are this child's (busy
             // in other threads), wait a moment for one to come back rather
             // than queueing in the listen backlog behind them.
+            if row.kept[slot].load(SeqCst) == 0 {
+                return lease;
+            }
             let now = Instant::now();
-            if row.kept[slot].load(SeqCst) == 0 || now >= deadline || self.shared.someone_waits(slot) {
+            let until = *deadline.get_or_insert(now + LOCAL_WAIT);
+            if now >= until {
                 return lease;
             }
             let pool = self.pool(slot);
             if pool.is_empty() {
-                let _ = self.returned[slot].wait_timeout(pool, deadline - now);
+                self.local_waiters[slot].fetch_add(1, SeqCst);
+                let _ = self.returned[slot].wait_timeout(pool, until - now);
+                self.local_waiters[slot].fetch_sub(1, SeqCst);
             }
         }
     }
@@ -499,12 +524,16 @@ impl Reuse {
             self.count_kept(slot, false);
             return;
         }
+        // Counted idle before it can be taken (a thread popping it first
+        // would otherwise decrement a count still at 0 — lost, saturating —
+        // and this late increment would leave `idle` above 0 for good, so
+        // that every waiting request would wake every child's reaper).
+        self.count_idle(slot, true);
         self.pool(slot).push(Idle {
             conn,
             since: Instant::now(),
         });
-        self.returned[slot].notify_one();
-        self.count_idle(slot, true);
+        self.notify_returned(slot);
         self.reaper.call_once(|| {
             let _ = signals::spawn_with_signals_blocked(
                 std::thread::Builder::new().name("fcgi-keep-reaper".into()),
@@ -837,6 +866,58 @@ mod tests {
         assert_eq!(shared.counts(again), (CAP_PROBE, 0, 0, 0));
         assert_eq!(shared.bind_status(again), BindStatus::Unknown);
         drop(lease);
+    }
+
+    // Issue 11, finding 1: under concurrent give-back and take, the shared
+    // counts return exactly to what the pool holds (a connection counted
+    // idle only after it became visible could be taken first, losing the
+    // decrement and leaving `idle` above 0 for good).
+    #[test]
+    fn counts_match_the_pool_after_concurrent_use() {
+        const CAP: u32 = 2;
+        const THREADS: usize = 8;
+        const ROUNDS: usize = 20_000;
+        let (reuse, slot, _) = setup(Cap::Fixed(CAP));
+        let apps = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let apps = apps.clone();
+                std::thread::spawn(move || {
+                    for i in 0..ROUNDS {
+                        let mut l = reuse.lease(slot);
+                        let conn = match l.take_pooled() {
+                            Some(c) => c,
+                            None => {
+                                let (c, app) = pair();
+                                // (Old application ends are closed: their
+                                // pooled connections are found dead.)
+                                let mut apps = apps.lock().unwrap();
+                                apps.push(app);
+                                if apps.len() > 32 {
+                                    apps.remove(0);
+                                }
+                                l.connected_fresh();
+                                c
+                            }
+                        };
+                        if (i + t) % 7 == 0 {
+                            std::thread::yield_now();
+                        }
+                        l.answered();
+                        l.finish(conn, (i + t) % 11 != 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let pooled = reuse.pool(slot).len() as u32;
+        assert!(pooled <= CAP);
+        assert_eq!(reuse.shared().counts(slot), (CAP, pooled, pooled, 0), "counts at rest");
+        let row = reuse.row().unwrap();
+        assert_eq!(row.idle[slot].load(SeqCst), pooled);
+        assert_eq!(row.kept[slot].load(SeqCst), pooled);
     }
 
     #[test]

@@ -380,7 +380,7 @@ fn run(
         How::Patiently => super::connect::Runner::Static,
         How::Dynamic { .. } => super::connect::Runner::Dynamic,
     };
-    let connected = super::connect::open(&t.addr, &t.opts, runner, connect_timeout);
+    let connected = super::connect::open(&t.addr, &t.opts, runner, connect_timeout, None);
     let connected_at = Instant::now();
     let mut conn = match connected {
         Ok(c) => c,

@@ -43,7 +43,15 @@ pub fn peer_check(opts: &ConnOptions, runner: Runner) -> PeerCheck {
 /// Opens a fresh connection, waiting at most `timeout` (and at most 10 s
 /// without `-appConnTimeout`) for a process manager that is (re)creating
 /// the socket of a static or dynamic application.
-pub fn open(addr: &AppAddr, opts: &ConnOptions, runner: Runner, timeout: Duration) -> Result<AppConn, ConnectError> {
+/// `slot`: the address's slot in the shared table when the caller has
+/// looked it up already (`None`: looked up here).
+pub fn open(
+    addr: &AppAddr,
+    opts: &ConnOptions,
+    runner: Runner,
+    timeout: Duration,
+    slot: Option<usize>,
+) -> Result<AppConn, ConnectError> {
     let patient = if opts.app_conn_timeout == 0 {
         timeout.min(Duration::from_secs(10))
     } else {
@@ -54,7 +62,7 @@ pub fn open(addr: &AppAddr, opts: &ConnOptions, runner: Runner, timeout: Duratio
         Runner::External => AppConn::connect(addr, timeout, peer),
         Runner::Static => {
             let start = Instant::now();
-            wait_until_bound(addr, patient)?;
+            wait_until_bound(addr, patient, slot)?;
             AppConn::connect_patiently(addr, patient.saturating_sub(start.elapsed()), peer)
         }
         Runner::Dynamic => AppConn::connect_patiently(addr, patient, peer),
@@ -67,11 +75,13 @@ pub fn open(addr: &AppAddr, opts: &ConnOptions, runner: Runner, timeout: Duratio
 /// While the status is unknown (the process manager is starting), a Unix
 /// socket is connected to at once (the peer check protects it) and a TCP
 /// address is waited for.
-fn wait_until_bound(addr: &AppAddr, timeout: Duration) -> Result<(), ConnectError> {
+fn wait_until_bound(addr: &AppAddr, timeout: Duration, slot: Option<usize>) -> Result<(), ConnectError> {
     let Some(table) = super::supervisor::reuse().map(|r| r.shared()) else {
         return Ok(());
     };
-    let Some(slot) = table.find(addr) else { return Ok(()) };
+    let Some(slot) = slot.or_else(|| table.find(addr)) else {
+        return Ok(());
+    };
     let start = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {

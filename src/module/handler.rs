@@ -520,16 +520,20 @@ pub fn serve_with(
     // Connection reuse (static and external applications, see
     // gateway::reuse): a kept connection from the pool, or the right to keep
     // the new one.
-    let mut lease = match how {
+    // (The address's slot in the shared table, looked up once per request.)
+    let reuse = super::supervisor::reuse();
+    let slot = match how {
         Connect::Dynamic(_) => None,
-        _ if opts.keep_conn == Some(0) => None,
-        _ => super::supervisor::reuse().and_then(|reuse| {
-            let slot = reuse.shared().find(addr)?;
+        _ => reuse.and_then(|reuse| reuse.shared().find(addr)),
+    };
+    let mut lease = match (reuse, slot) {
+        (Some(reuse), Some(slot)) if opts.keep_conn != Some(0) => {
             reuse.probe_if_needed(slot, addr, peer, |line| {
                 crate::httpd::log::main_server(Level::Info, 0, &line)
             });
             Some(reuse.lease(slot))
-        }),
+        }
+        _ => None,
     };
     let keep = lease.as_ref().is_some_and(|l| l.keep());
     // A kept connection may have been opened for another definition of the
@@ -565,7 +569,7 @@ pub fn serve_with(
     } else {
         idle
     };
-    let connect = || super::connect::open(addr, opts, runner, connect_timeout);
+    let connect = || super::connect::open(addr, opts, runner, connect_timeout, slot);
     let reused = pooled.is_some();
     let connected = match pooled {
         Some(c) => Ok(c),
