@@ -123,7 +123,8 @@ fn connect_unix_queued(fd: &OwnedFd, ua: &UnixAddr, timeout: Duration) -> nix::R
 
 fn poll_one(fd: &impl AsFd, flags: PollFlags, timeout: Duration) -> io::Result<Option<PollFlags>> {
     let mut fds = [PollFd::new(fd.as_fd(), flags)];
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Rounded up: a wait shorter than a millisecond is not a busy poll.
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     loop {
         match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
             Ok(0) => return Ok(None),

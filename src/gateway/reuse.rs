@@ -12,23 +12,26 @@
 //!    answers to `FCGI_GET_VALUES` (`FCGI_MAX_CONNS`) for external ones, or
 //!    `-keep-conn N`. The count lives in memory shared by all children
 //!    ([`Shared`]); other requests connect without `FCGI_KEEP_CONN`.
-//! 2. **Given up when anyone waits**: a request on a fresh connection counts
-//!    as *waiting* until the application's first byte (it may sit in the
-//!    listen backlog). While any request waits, kept connections that come
-//!    back from a request are closed instead of pooled, idle ones are not
-//!    taken from the pool, and a thread in each child holding idle ones
-//!    (woken through a futex on the shared memory) closes them at once. A
+//! 2. **Given up when anyone waits**: a request on a fresh connection that
+//!    has no answer [`WAIT_MARK`] after it was sent counts as *waiting*
+//!    until the application's first byte (it probably sits in the listen
+//!    backlog; counting every fresh connection from the start instead kept
+//!    reuse off for good under moderate load, issue 11). While any request
+//!    waits, requests do not ask to keep their connections, kept
+//!    connections that come back from a request are closed instead of
+//!    pooled, idle ones are not taken from the pool, and a thread in each
+//!    child holding idle ones (woken through a futex on the shared memory)
+//!    closes them at once. A
 //!    closed connection frees its application process for the backlog, so a
 //!    request never waits behind an idle kept connection, and kept
 //!    connections never jump the queue, whatever `cap` says (a process may
 //!    have died, an external count may be wrong). Under more load than the
 //!    application has processes this turns reuse off by itself; below that,
 //!    every request reuses a connection.
-//! 3. **Handed over within a child**: when every kept connection is open
-//!    and some of them belong to this child (busy in its other threads), a
-//!    request waits up to [`LOCAL_WAIT`] for one to come back instead of
-//!    queueing in the listen backlog behind them (as mod_proxy_fcgi's
-//!    connection pool does, but bounded by the application's capacity).
+//! 3. **Never waited for**: when every kept connection is open, a request
+//!    connects without keeping at once. (Waiting a moment for one of the
+//!    child's busy kept connections to come back stalled requests 20 ms at
+//!    a time under load, and cost a futex call per request: issue 11.)
 //! 4. **Reused only when clean**: a connection goes back to the pool only
 //!    after `FCGI_END_REQUEST` with the whole request sent and nothing read
 //!    beyond it; before reuse it is polled, and one the application closed
@@ -48,7 +51,7 @@ use crate::proto::{self, Decoder, Event};
 use crate::sys::{shm, signals};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
-use std::sync::{Condvar, Mutex, Once, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Applications with reuse (slots in the shared table).
@@ -58,9 +61,9 @@ pub const MAX_CLASSES: usize = 64;
 pub const MAX_ROWS: usize = 1024;
 /// An idle kept connection is closed after this long.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
-/// How long a request waits for one of its child's busy kept connections
-/// when all are open, before it connects without keeping.
-pub const LOCAL_WAIT: Duration = Duration::from_millis(20);
+/// A request on a fresh connection without an answer after this long
+/// counts as waiting for a process (rule 2).
+pub const WAIT_MARK: Duration = Duration::from_millis(1);
 /// How long the `FCGI_GET_VALUES` question may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// The `cap` of a class whose capacity is still to be asked for.
@@ -81,8 +84,12 @@ pub struct ClassSlot {
     kept: AtomicU32,
     /// Of those, idle in some child's pool.
     idle: AtomicU32,
-    /// Requests on fresh connections without an answer yet, all children.
+    /// Requests on fresh connections without an answer [`WAIT_MARK`] after
+    /// they were sent, all children (they wait for a process).
     waiting: AtomicU32,
+    /// Requests on fresh connections without an answer yet, all children
+    /// (while there are any, no new connection is kept).
+    fresh: AtomicU32,
     /// 1 while a child asks the application for its capacity.
     probing: AtomicU32,
     /// Unix time before which a failed probe is not retried.
@@ -118,6 +125,7 @@ pub struct Row {
     kept: [AtomicU32; MAX_CLASSES],
     idle: [AtomicU32; MAX_CLASSES],
     waiting: [AtomicU32; MAX_CLASSES],
+    fresh: [AtomicU32; MAX_CLASSES],
 }
 
 /// The table shared by httpd's parent and children.
@@ -199,7 +207,7 @@ impl Shared {
             if key == 0 || keep.contains(&key) {
                 continue;
             }
-            let busy = [&c.kept, &c.idle, &c.waiting, &c.probing]
+            let busy = [&c.kept, &c.idle, &c.waiting, &c.fresh, &c.probing]
                 .iter()
                 .any(|n| n.load(SeqCst) != 0);
             if busy {
@@ -314,6 +322,7 @@ impl Shared {
             sub_sat(&c.kept, row.kept[i].swap(0, SeqCst));
             sub_sat(&c.idle, row.idle[i].swap(0, SeqCst));
             sub_sat(&c.waiting, row.waiting[i].swap(0, SeqCst));
+            sub_sat(&c.fresh, row.fresh[i].swap(0, SeqCst));
         }
     }
 
@@ -333,11 +342,6 @@ pub struct Reuse {
     pid: i32,
     row: OnceLock<Option<usize>>,
     pools: [Mutex<Vec<Idle>>; MAX_CLASSES],
-    /// Signalled when a connection comes back to a pool or a kept one of
-    /// this child is closed.
-    returned: [Condvar; MAX_CLASSES],
-    /// Threads of this child waiting on `returned`.
-    local_waiters: [AtomicU32; MAX_CLASSES],
     reaper: Once,
 }
 
@@ -351,7 +355,9 @@ pub struct Lease {
     pooled: Option<AppConn>,
     /// Whether the connection was reused (a stale one may be retried).
     reused: bool,
-    /// Counted in `waiting` (a fresh connection without an answer yet).
+    /// Counted in `fresh` (a fresh connection without an answer yet).
+    fresh: bool,
+    /// Counted in `waiting` (the same, for longer than [`WAIT_MARK`]).
     waiting: bool,
 }
 
@@ -362,8 +368,6 @@ impl Reuse {
             pid: std::process::id() as i32,
             row: OnceLock::new(),
             pools: std::array::from_fn(|_| Mutex::new(Vec::new())),
-            returned: std::array::from_fn(|_| Condvar::new()),
-            local_waiters: std::array::from_fn(|_| AtomicU32::new(0)),
             reaper: Once::new(),
         }
     }
@@ -398,17 +402,6 @@ impl Reuse {
     fn count_kept(&self, slot: usize, up: bool) {
         let total = (!up).then_some(&self.shared.classes[slot].kept);
         self.count(slot, up, |r| &r.kept, total);
-        if !up {
-            self.notify_returned(slot);
-        }
-    }
-
-    /// Wakes a thread of this child waiting in [`Reuse::lease`] for one of
-    /// its kept connections — only if one waits (no system call otherwise).
-    fn notify_returned(&self, slot: usize) {
-        if self.local_waiters[slot].load(SeqCst) > 0 {
-            self.returned[slot].notify_one();
-        }
     }
 
     fn count_idle(&self, slot: usize, up: bool) {
@@ -417,6 +410,10 @@ impl Reuse {
 
     /// A request starting to wait wakes the children's reapers when some
     /// connection is idle.
+    fn count_fresh(&self, slot: usize, up: bool) {
+        self.count(slot, up, |r| &r.fresh, Some(&self.shared.classes[slot].fresh));
+    }
+
     fn count_waiting(&self, slot: usize, up: bool) {
         let c = &self.shared.classes[slot];
         self.count(slot, up, |r| &r.waiting, Some(&c.waiting));
@@ -468,52 +465,33 @@ impl Reuse {
             keep: false,
             pooled: None,
             reused: false,
+            fresh: false,
             waiting: false,
         };
         // (Claiming this child's row first reclaims those of dead children.)
         let Some(row) = self.row() else { return lease };
-        let mut deadline = None;
-        loop {
-            // While anyone waits for a process, the application is
-            // saturated: idle kept connections are given up rather than used
-            // (they would jump the queue), and the request does not ask to
-            // keep its connection either (it would only be closed when it
-            // comes back, after holding the process until then). Nothing
-            // else is touched: under saturation reuse costs a load.
-            if self.shared.someone_waits(slot) {
-                if row.idle[slot].load(SeqCst) > 0 {
-                    self.reap_slot(slot);
-                }
-                return lease;
+        // While anyone waits for a process, the application is saturated:
+        // idle kept connections are given up rather than used (they would
+        // jump the queue), and the request does not ask to keep its
+        // connection either (it would only be closed when it comes back,
+        // after holding the process until then). Under saturation reuse
+        // costs a load.
+        if self.shared.someone_waits(slot) {
+            if row.idle[slot].load(SeqCst) > 0 {
+                self.reap_slot(slot);
             }
-            if let Some(conn) = self.pop_idle(slot) {
-                lease.keep = true;
-                lease.reused = true;
-                lease.pooled = Some(conn);
-                return lease;
-            }
-            if self.reserve(slot) {
-                lease.keep = true;
-                return lease;
-            }
-            // Every kept connection is open. If some are this child's (busy
-            // in other threads), wait a moment for one to come back rather
-            // than queueing in the listen backlog behind them.
-            if row.kept[slot].load(SeqCst) == 0 {
-                return lease;
-            }
-            let now = Instant::now();
-            let until = *deadline.get_or_insert(now + LOCAL_WAIT);
-            if now >= until {
-                return lease;
-            }
-            let pool = self.pool(slot);
-            if pool.is_empty() {
-                self.local_waiters[slot].fetch_add(1, SeqCst);
-                let _ = self.returned[slot].wait_timeout(pool, until - now);
-                self.local_waiters[slot].fetch_sub(1, SeqCst);
-            }
+            return lease;
         }
+        if let Some(conn) = self.pop_idle(slot) {
+            lease.keep = true;
+            lease.reused = true;
+            lease.pooled = Some(conn);
+        } else if self.shared.classes[slot].fresh.load(SeqCst) == 0 && self.reserve(slot) {
+            // (While fresh connections are in flight, the application may
+            // be short of processes: no new connection is kept then.)
+            lease.keep = true;
+        }
+        lease
     }
 
     /// Back from a request: pool `conn` unless a request waits for a
@@ -533,7 +511,6 @@ impl Reuse {
             conn,
             since: Instant::now(),
         });
-        self.notify_returned(slot);
         self.reaper.call_once(|| {
             let _ = signals::spawn_with_signals_blocked(
                 std::thread::Builder::new().name("fcgi-keep-reaper".into()),
@@ -742,10 +719,24 @@ impl Lease {
         self.pooled.take()
     }
 
-    /// A fresh connection was made for this request: it waits (perhaps in
-    /// the listen backlog) until [`Lease::answered`].
-    pub fn connected_fresh(&mut self) {
-        if !self.waiting {
+    /// A fresh connection was made for this request (it may sit in the
+    /// listen backlog until [`Lease::answered`]). Returns whether the
+    /// caller should report [`Lease::waiting`] if no answer comes within
+    /// [`WAIT_MARK`]: only while connections are kept somewhere (only they
+    /// can hold a process the request waits for; otherwise the timer would
+    /// be a wasted wake-up per request under saturation).
+    pub fn connected_fresh(&mut self) -> bool {
+        if !self.fresh {
+            self.fresh = true;
+            self.reuse.count_fresh(self.slot, true);
+        }
+        self.reuse.shared.classes[self.slot].kept.load(SeqCst) > 0
+    }
+
+    /// No answer [`WAIT_MARK`] after a fresh connection: the request waits
+    /// for a process, kept connections are to give theirs up.
+    pub fn waiting(&mut self) {
+        if self.fresh && !self.waiting {
             self.waiting = true;
             self.reuse.count_waiting(self.slot, true);
         }
@@ -753,6 +744,10 @@ impl Lease {
 
     /// The application's first byte arrived: the request no longer waits.
     pub fn answered(&mut self) {
+        if self.fresh {
+            self.fresh = false;
+            self.reuse.count_fresh(self.slot, false);
+        }
         if self.waiting {
             self.waiting = false;
             self.reuse.count_waiting(self.slot, false);
@@ -982,8 +977,10 @@ mod tests {
         assert_eq!(reuse.shared().counts(slot), (3, 3, 1, 0));
         // A request connects fresh and waits for its answer.
         assert!(!w.reused() && w.keep(), "the third kept slot");
-        w.connected_fresh();
-        w.connected_fresh(); // counted once
+        assert!(w.connected_fresh(), "connections are kept: the wait is to be reported");
+        assert_eq!(reuse.shared().counts(slot), (3, 3, 1, 0), "not waiting yet");
+        w.waiting();
+        w.waiting(); // counted once
         assert_eq!(reuse.shared().counts(slot), (3, 3, 1, 1));
         // The reaper closes the idle one; the busy one is closed when it
         // comes back; the pool is not used meanwhile.
@@ -1003,6 +1000,7 @@ mod tests {
         again.finish(c, true);
         let mut other = reuse.lease(slot);
         other.connected_fresh();
+        other.waiting();
         let l = reuse.lease(slot);
         assert!(!l.reused(), "no queue jumping");
         assert_eq!(reuse.shared().counts(slot).2, 0, "the idle one was closed");
@@ -1010,22 +1008,68 @@ mod tests {
         assert_eq!(reuse.shared().counts(slot), (3, 0, 0, 0));
     }
 
+    // Issue 11: a fresh connection still unanswered stops new connections
+    // from being kept (the application may be short of processes) without
+    // giving up the kept ones; only a request still unanswered after
+    // WAIT_MARK does that. (Counting every fresh connection as waiting from
+    // the start made each one close every idle connection of every child:
+    // under four clients and four processes a quarter of the requests
+    // connected fresh, for good.)
     #[test]
-    fn busy_kept_connection_is_handed_to_a_waiting_thread() {
-        let (reuse, slot, _) = setup(Cap::Fixed(1));
+    fn fresh_connections_stop_new_keeps_and_only_waits_give_kept_ones_up() {
+        let (reuse, slot, _) = setup(Cap::Fixed(3));
         let (c1, _a1) = pair();
         let l1 = reuse.lease(slot);
         assert!(l1.keep());
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(5));
-            l1.finish(c1, true);
-        });
+        l1.finish(c1, true); // idle
+        let mut f = reuse.lease(slot);
+        assert!(f.reused(), "the idle one is used");
+        let c1 = f.take_pooled().unwrap();
+        let mut g = reuse.lease(slot);
+        assert!(g.keep() && !g.reused(), "a second kept one");
+        assert!(g.connected_fresh(), "kept connections exist: a wait would be reported");
+        let h = reuse.lease(slot);
+        assert!(!h.keep(), "no new keep while a fresh connection is unanswered");
+        drop(h);
+        f.finish(c1, true); // back to the pool: nobody waits
+        assert_eq!(reuse.shared().counts(slot), (3, 2, 1, 0));
+        let mut i = reuse.lease(slot);
+        assert!(i.reused(), "kept connections are still used");
+        let c1 = i.take_pooled().unwrap();
+        g.answered();
+        let (c2, _a2) = pair();
+        g.finish(c2, true);
+        i.finish(c1, true);
+        assert_eq!(reuse.shared().counts(slot), (3, 2, 2, 0));
+        let j = reuse.lease(slot);
+        let k = reuse.lease(slot);
+        let l = reuse.lease(slot);
+        assert!(
+            j.reused() && k.reused() && l.keep() && !l.reused(),
+            "keeping again once answered"
+        );
+        drop((j, k, l));
+        // With nothing kept anywhere, a fresh connection needs no wait report.
+        let (reuse, slot, _) = setup(Cap::Fixed(1));
+        let mut a = reuse.lease(slot);
+        let mut b = reuse.lease(slot);
+        assert!(a.keep() && !b.keep());
+        drop(a);
+        assert!(!b.connected_fresh());
+    }
+
+    // Issue 11: when every kept connection is open, a request does not wait
+    // for one to come back (that stalled requests 20 ms at a time).
+    #[test]
+    fn all_kept_busy_means_a_plain_connection_at_once() {
+        let (reuse, slot, _) = setup(Cap::Fixed(1));
+        let l1 = reuse.lease(slot);
+        assert!(l1.keep());
         let start = Instant::now();
         let l2 = reuse.lease(slot);
-        assert!(l2.reused(), "waited for the busy one");
-        assert!(start.elapsed() < LOCAL_WAIT * 5);
-        t.join().unwrap();
-        drop(l2);
+        assert!(!l2.keep() && !l2.reused());
+        assert!(start.elapsed() < Duration::from_millis(5), "{:?}", start.elapsed());
+        drop((l1, l2));
     }
 
     #[test]
@@ -1050,6 +1094,7 @@ mod tests {
             let r: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
             let mut l = r.lease(slot);
             l.connected_fresh();
+            l.waiting();
             std::mem::forget(l); // dies holding a kept connection, waiting
             0
         })
@@ -1057,9 +1102,11 @@ mod tests {
         let _ = nix::sys::wait::waitpid(pid, None);
         assert_eq!(shared.counts(slot).1, 1);
         assert_eq!(shared.counts(slot).3, 1);
+        assert_eq!(shared.classes[slot].fresh.load(SeqCst), 1);
         let me: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
         assert!(me.lease(slot).keep()); // claims a row, reclaiming the dead one
         assert_eq!(shared.counts(slot), (3, 0, 0, 0));
+        assert_eq!(shared.classes[slot].fresh.load(SeqCst), 0);
         me.child_exit();
         assert!(shared.pids.iter().all(|p| p.load(SeqCst) == 0));
     }

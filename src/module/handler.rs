@@ -12,7 +12,7 @@ use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
 use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
 use crate::gateway::exchange::{self, ClientGone};
-use crate::gateway::reuse::Lease;
+use crate::gateway::reuse::{self, Lease};
 use crate::gateway::spool::{self, Spool, SpoolError};
 use crate::gateway::{AppConn, Buffers, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
@@ -141,6 +141,11 @@ impl Frontend for HttpdFrontend<'_> {
             notify(self.r, &ReqMsg::Nudge(d.key.clone()));
             return true;
         }
+        // Connection reuse: no answer on a fresh connection after
+        // `reuse::WAIT_MARK` — it waits for a process (see gateway::reuse).
+        if let Some(lease) = self.lease.as_mut() {
+            lease.waiting();
+        }
         false
     }
 
@@ -165,6 +170,7 @@ impl Frontend for HttpdFrontend<'_> {
         // The new connection may wait in the backlog like any fresh one.
         if let Some(lease) = self.lease.as_mut() {
             lease.connected_fresh();
+            lease.waiting();
         }
     }
 
@@ -573,13 +579,13 @@ pub fn serve_with(
     let reused = pooled.is_some();
     let connected = match pooled {
         Some(c) => Ok(c),
-        None => {
-            let c = connect();
-            if let (Ok(_), Some(l)) = (&c, lease.as_mut()) {
-                l.connected_fresh();
-            }
-            c
-        }
+        None => connect(),
+    };
+    // A fresh connection with reuse: counted until its answer; the wait is
+    // reported after `WAIT_MARK` if connections are kept somewhere.
+    let report_wait = match (&connected, reused, lease.as_mut()) {
+        (Ok(_), false, Some(l)) => l.connected_fresh(),
+        _ => false,
     };
     let connected_at = Instant::now();
     let mut conn = match connected {
@@ -595,6 +601,9 @@ pub fn serve_with(
         max_header_bytes: MAX_HEADER_BYTES,
         nudge_after: match how {
             Connect::Dynamic(d) => Some(d.start_delay),
+            // A fresh connection still unanswered after this long is
+            // probably in the listen backlog: `nudge` counts it as waiting.
+            _ if report_wait => Some(reuse::WAIT_MARK),
             _ => None,
         },
         reused,
