@@ -1051,7 +1051,7 @@ mod tests {
         drop((j, k, l));
         // With nothing kept anywhere, a fresh connection needs no wait report.
         let (reuse, slot, _) = setup(Cap::Fixed(1));
-        let mut a = reuse.lease(slot);
+        let a = reuse.lease(slot);
         let mut b = reuse.lease(slot);
         assert!(a.keep() && !b.keep());
         drop(a);
