@@ -203,6 +203,24 @@ pub unsafe extern "C" fn fcgi_rs_pm_maintenance(reason: c_int, data: *mut c_void
     })
 }
 
+/// mod_status's `status_hook` (registered by the C shim at pre_config):
+/// the FastCGI section of `/server-status`, or its `?auto` lines.
+///
+/// # Safety
+/// Called by mod_status with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_status_hook(r: *mut ffi::request_rec, flags: c_int) -> c_int {
+    guarded("the mod_status section", handler::OK, || {
+        // SAFETY: valid request for this hook call.
+        let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+            return handler::OK;
+        };
+        let short = flags as u32 & ffi::AP_STATUS_SHORT != 0;
+        crate::module::status::write(state_of(&req), &mut req, short);
+        handler::OK
+    })
+}
+
 /// # Safety
 /// Called by httpd with a valid request.
 #[no_mangle]
