@@ -326,7 +326,10 @@ mod tests {
         let s = t.snapshot();
         assert_eq!(s.len(), 2);
         let sa = s.iter().find(|x| x.slot == a).unwrap();
-        assert_eq!((sa.kind, sa.path.as_str(), sa.addr.as_str()), (Kind::Static, "/srv/a.fcgi", "unix:/ipc/a"));
+        assert_eq!(
+            (sa.kind, sa.path.as_str(), sa.addr.as_str()),
+            (Kind::Static, "/srv/a.fcgi", "unix:/ipc/a")
+        );
         assert_eq!((sa.requests, sa.busy, sa.errors, sa.wait_us), (2, 1, 0, 100));
         assert_eq!(sa.avg_wait_us(), 100);
         let sb = s.iter().find(|x| x.slot == b).unwrap();
@@ -386,7 +389,9 @@ mod tests {
     fn full_table_and_long_texts() {
         let t = table();
         for i in 0..MAX_APPS {
-            assert!(t.find_or_claim(Kind::Dynamic, format!("/d{i}").as_bytes(), b"").is_some());
+            assert!(t
+                .find_or_claim(Kind::Dynamic, format!("/d{i}").as_bytes(), b"")
+                .is_some());
         }
         assert_eq!(t.find_or_claim(Kind::Dynamic, b"/one-more", b""), None);
         let t = table();

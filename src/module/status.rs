@@ -58,7 +58,10 @@ pub fn publish(cfg: &ConfigState) {
         .collect();
     table.free_unconfigured(&keys);
     for (kind, path, addr) in &idents {
-        if table.publish(*kind, path.as_os_str().as_bytes(), addr.as_bytes()).is_none() {
+        if table
+            .publish(*kind, path.as_os_str().as_bytes(), addr.as_bytes())
+            .is_none()
+        {
             log::main_server(
                 Level::Warn,
                 0,
@@ -446,6 +449,9 @@ mod tests {
     #[test]
     fn addresses_as_shown() {
         assert_eq!(addr_text(&AppAddr::Unix("/ipc/s".into())), "unix:/ipc/s");
-        assert_eq!(addr_text(&AppAddr::Tcp("127.0.0.1:9000".parse().unwrap())), "127.0.0.1:9000");
+        assert_eq!(
+            addr_text(&AppAddr::Tcp("127.0.0.1:9000".parse().unwrap())),
+            "127.0.0.1:9000"
+        );
     }
 }
