@@ -246,7 +246,11 @@ fn graceful_restart_keeps_configured_counts_and_drops_removed_applications() {
     }
     get_status(&apache, "/b.fcgi?mode=env", 200);
     let apps = fastcgi_apps(&auto(&apache));
-    assert_eq!((num(&apps[&a], "Requests"), num(&apps[&b], "Requests")), (3, 1), "{apps:?}");
+    assert_eq!(
+        (num(&apps[&a], "Requests"), num(&apps[&b], "Requests")),
+        (3, 1),
+        "{apps:?}"
+    );
     apache.reconfigure(&conf_in(&dir, &format!("{IPC}\n{}{status}", ext("a", &sock_a))).with_module("status"));
     apache.graceful();
     assert!(

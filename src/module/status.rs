@@ -182,15 +182,24 @@ pub fn is_app_failure(err: &ExchangeError) -> bool {
 /// A class as the process manager reports it.
 pub struct PmClass<'a> {
     pub dynamic: bool,
+    pub retired: bool,
     pub path: &'a Path,
     /// Where requests connect (loopback for a wildcard TCP address).
     pub addr: AppAddr,
     pub running: u32,
 }
 
-fn pm_slot(table: &Shared, dynamic: bool, path: &Path, addr: &AppAddr) -> Option<usize> {
-    let kind = if dynamic { Kind::Dynamic } else { Kind::Static };
-    table.find_or_claim(kind, path.as_os_str().as_bytes(), addr_text(addr).as_bytes())
+/// The slot of a class: a static one's was published by the parent (one
+/// removed from the configuration is not listed again for its retired
+/// processes); an active dynamic class is claimed if need be.
+fn pm_slot(table: &Shared, dynamic: bool, retired: bool, path: &Path, addr: &AppAddr) -> Option<usize> {
+    let (path, addr) = (path.as_os_str().as_bytes(), addr_text(addr));
+    if dynamic && !retired {
+        table.find_or_claim(Kind::Dynamic, path, addr.as_bytes())
+    } else {
+        let kind = if dynamic { Kind::Dynamic } else { Kind::Static };
+        table.find(kind, path, addr.as_bytes())
+    }
 }
 
 /// Process manager: the processes running per class (retired classes
@@ -200,7 +209,7 @@ pub fn pm_processes(table: &Shared, classes: &[PmClass<'_>]) {
     let mut seen = [false; stats::MAX_APPS];
     let mut running = [0u32; stats::MAX_APPS];
     for c in classes {
-        if let Some(slot) = pm_slot(table, c.dynamic, c.path, &c.addr) {
+        if let Some(slot) = pm_slot(table, c.dynamic, c.retired, c.path, &c.addr) {
             seen[slot] = true;
             running[slot] = running[slot].saturating_add(c.running);
         }
@@ -213,7 +222,7 @@ pub fn pm_processes(table: &Shared, classes: &[PmClass<'_>]) {
 
 /// Process manager: it restarted a process of a class.
 pub fn pm_restarted(table: &Shared, dynamic: bool, path: &Path, addr: &AppAddr) {
-    if let Some(slot) = pm_slot(table, dynamic, path, addr) {
+    if let Some(slot) = pm_slot(table, dynamic, false, path, addr) {
         table.restarted(slot);
     }
 }
@@ -444,6 +453,48 @@ mod tests {
         assert!(is_app_failure(&err(Failure::Incomplete)));
         assert!(is_app_failure(&err(Failure::Truncated)));
         assert!(is_app_failure(&err(Failure::NotHttp)));
+    }
+
+    #[test]
+    fn process_manager_reports() {
+        let table: &'static Shared = crate::sys::shm::map_shared().unwrap();
+        let sock = AppAddr::Unix("/ipc/s".into());
+        let st = table.publish(Kind::Static, b"/st", b"unix:/ipc/s").unwrap();
+        let class = |dynamic, retired, path: &'static str, running| PmClass {
+            dynamic,
+            retired,
+            path: Path::new(path),
+            addr: sock.clone(),
+            running,
+        };
+        // An active and a retired class of one application add up; a
+        // retired class of an application no longer configured is not
+        // listed again; an active dynamic class is.
+        pm_processes(
+            table,
+            &[
+                class(false, false, "/st", 2),
+                class(false, true, "/st", 1),
+                class(false, true, "/removed", 1),
+                class(true, false, "/dyn", 1),
+            ],
+        );
+        let snap = table.snapshot();
+        assert_eq!(snap.len(), 2, "{snap:?}");
+        assert_eq!(snap.iter().find(|a| a.slot == st).unwrap().processes, 3);
+        let d = snap.iter().find(|a| a.kind == Kind::Dynamic).unwrap();
+        assert_eq!(
+            (d.path.as_str(), d.addr.as_str(), d.processes),
+            ("/dyn", "unix:/ipc/s", 1)
+        );
+        pm_restarted(table, false, Path::new("/st"), &sock);
+        pm_restarted(table, false, Path::new("/removed"), &sock);
+        pm_processes(table, &[class(false, false, "/st", 2)]);
+        let snap = table.snapshot();
+        assert_eq!(snap.len(), 2);
+        let a = snap.iter().find(|a| a.slot == st).unwrap();
+        assert_eq!((a.processes, a.restarts), (2, 1));
+        assert_eq!(snap.iter().find(|a| a.kind == Kind::Dynamic).unwrap().processes, 0);
     }
 
     #[test]

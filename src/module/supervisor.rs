@@ -74,6 +74,7 @@ impl pm::SocketReport for SharedReport {
             .iter()
             .map(|c| super::status::PmClass {
                 dynamic: c.dynamic,
+                retired: c.retired,
                 path: &c.spec.path,
                 addr: connect_addr(&c.spec.listen),
                 running: c.running,

@@ -117,6 +117,9 @@ pub trait SocketReport {
 /// A class and its running processes, as [`SocketReport::processes`] gets them.
 pub struct ClassProcesses<'a> {
     pub dynamic: bool,
+    /// Replaced by a new configuration; its processes still serve the
+    /// previous httpd generation.
+    pub retired: bool,
     pub spec: &'a ClassSpec,
     pub running: u32,
 }
@@ -372,6 +375,7 @@ impl Pm<'_> {
             .iter()
             .map(|c| ClassProcesses {
                 dynamic: c.kind() == table::ClassKind::Dynamic,
+                retired: c.is_retired(),
                 spec: c.spec(),
                 running: c.running_processes(),
             })
