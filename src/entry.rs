@@ -215,8 +215,16 @@ pub unsafe extern "C" fn fcgi_rs_status_hook(r: *mut ffi::request_rec, flags: c_
         let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
             return handler::OK;
         };
-        let short = flags as u32 & ffi::AP_STATUS_SHORT != 0;
-        crate::module::status::write(state_of(&req), &mut req, short);
+        use crate::module::status::Format;
+        let flags = flags as u32;
+        let format = if flags & ffi::AP_STATUS_SHORT != 0 {
+            Format::Auto
+        } else if flags & ffi::AP_STATUS_NOTABLE != 0 {
+            Format::HtmlNoTable
+        } else {
+            Format::Html
+        };
+        crate::module::status::write(state_of(&req), &mut req, format);
         handler::OK
     })
 }

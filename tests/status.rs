@@ -217,6 +217,13 @@ fn counts_requests_errors_busy_and_restarts_of_every_kind_of_application() {
         );
     }
     assert_eq!(ours.matches("<tr><td>").count(), 4, "{ours}");
+    // ?notable: the same without a table.
+    let html = apache.get("/server-status?notable").text();
+    let (_, ours) = html.split_once("<h2>FastCGI applications</h2>").expect("section");
+    assert!(!ours.contains("<table"), "{ours}");
+    for name in [&st, &ext, &dead, &dy] {
+        assert!(ours.contains(&format!("<dt>{name} (")), "{name} missing:\n{ours}");
+    }
 }
 
 /// Counts survive a graceful restart for an unchanged application and

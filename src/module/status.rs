@@ -235,8 +235,18 @@ pub struct Row {
     pub kept: u32,
 }
 
-/// mod_status's hook: the FastCGI section (`short`: the `?auto` lines).
-pub fn write(state: Option<&ConfigState>, r: &mut Request, short: bool) {
+/// How mod_status asked for its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `?auto` (`AP_STATUS_SHORT`).
+    Auto,
+    Html,
+    /// `?notable` (`AP_STATUS_NOTABLE`): HTML without tables.
+    HtmlNoTable,
+}
+
+/// mod_status's hook: the FastCGI section.
+pub fn write(state: Option<&ConfigState>, r: &mut Request, format: Format) {
     let Some(table) = table() else { return };
     let reuse = super::supervisor::reuse();
     let rows: Vec<Row> = table
@@ -260,7 +270,11 @@ pub fn write(state: Option<&ConfigState>, r: &mut Request, short: bool) {
             Row { app, kept }
         })
         .collect();
-    let text = if short { auto_lines(&rows) } else { html_section(&rows) };
+    let text = match format {
+        Format::Auto => auto_lines(&rows),
+        Format::Html => html_section(&rows, true),
+        Format::HtmlNoTable => html_section(&rows, false),
+    };
     r.rwrite(text.as_bytes());
 }
 
@@ -329,11 +343,35 @@ fn wait_text(us: u64) -> String {
     }
 }
 
-/// The HTML section: one table row per application.
-pub fn html_section(rows: &[Row]) -> String {
+/// The HTML section: one table row per application (`table`), else one
+/// `<dt>` line each.
+pub fn html_section(rows: &[Row], table: bool) -> String {
     let mut out = String::from("<hr />\n<h2>FastCGI applications</h2>\n");
     if rows.is_empty() {
         out.push_str("<p>No FastCGI application has been configured or started.</p>\n");
+        return out;
+    }
+    if !table {
+        out.push_str("<dl>\n");
+        for row in rows {
+            let a = &row.app;
+            let _ = writeln!(
+                out,
+                "<dt>{} ({}, {}): {} process(es), {} busy, {} request(s), {} failed, {} restart(s), \
+                 {} kept connection(s), average wait {}</dt>",
+                escape_html(&a.path),
+                a.kind.name(),
+                escape_html(&a.addr),
+                a.processes,
+                a.busy,
+                a.requests,
+                a.errors,
+                a.restarts,
+                row.kept,
+                wait_text(a.avg_wait_us()),
+            );
+        }
+        out.push_str("</dl>\n");
         return out;
     }
     out.push_str(
@@ -428,12 +466,19 @@ mod tests {
             row(0, Kind::Static, "/srv/<script>&\"'.fcgi", 1, 0),
             row(1, Kind::Dynamic, "/srv/d.fcgi", 0, 0),
         ];
-        let html = html_section(&rows);
+        let html = html_section(&rows, true);
         assert!(html.contains("<td>/srv/&lt;script&gt;&amp;&quot;&#39;.fcgi</td><td>static</td>"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("<td>/srv/d.fcgi</td><td>dynamic</td>"));
         assert_eq!(html.matches("<tr><td>").count(), 2);
-        assert!(html_section(&[]).contains("No FastCGI application"));
+        assert!(html_section(&[], true).contains("No FastCGI application"));
+        let plain = html_section(&rows, false);
+        assert!(!plain.contains("<table"));
+        assert!(plain.contains(
+            "<dt>/srv/d.fcgi (dynamic, unix:/ipc/x): 2 process(es), 1 busy, 0 request(s), 0 failed, \
+             3 restart(s), 4 kept connection(s), average wait 0 &micro;s</dt>"
+        ));
+        assert!(plain.contains("<dt>/srv/&lt;script&gt;"));
         assert_eq!(wait_text(999), "999 &micro;s");
         assert_eq!(wait_text(1500), "1.5 ms");
         assert_eq!(wait_text(2_500_000), "2.50 s");
