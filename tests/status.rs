@@ -182,9 +182,16 @@ fn counts_requests_errors_busy_and_restarts_of_every_kind_of_application() {
         "the sleeping request never showed as busy:\n{}",
         auto(&apache)
     );
+    // Meanwhile other requests are served (under prefork by other
+    // children than the one holding the sleeping request), and counted
+    // into the same totals.
+    for _ in 0..2 {
+        get_status(&apache, "/st/probe.fcgi?mode=env", 200);
+    }
+    assert_eq!(num(&app(&apache, &st).unwrap(), "Requests"), 10);
     assert_eq!(slow.join().unwrap().status, 200);
     let a = app(&apache, &st).unwrap();
-    assert_eq!((num(&a, "Busy"), num(&a, "Requests")), (0, 8));
+    assert_eq!((num(&a, "Busy"), num(&a, "Requests")), (0, 10));
 
     // A static process killed: the PM restarts it; Restarts 1, back to 2.
     let pm = pm_pids(&apache)[0];
