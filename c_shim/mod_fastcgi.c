@@ -12,6 +12,8 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_buckets.h"
+#include "apr_optional_hooks.h"
+#include "mod_status.h"
 #include "fastcgi_shim.h"
 
 APLOG_USE_MODULE(fastcgi);
@@ -21,6 +23,7 @@ extern void *fcgi_rs_create_dir_config(apr_pool_t *p, char *dir);
 extern void *fcgi_rs_merge_dir_config(apr_pool_t *p, void *base, void *add);
 extern void *fcgi_rs_create_server_config(apr_pool_t *p, server_rec *s);
 extern int fcgi_rs_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
+extern int fcgi_rs_status_hook(request_rec *r, int flags);
 extern int fcgi_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
 extern void fcgi_rs_child_init(apr_pool_t *p, server_rec *s);
 extern int fcgi_rs_fixups(request_rec *r);
@@ -85,10 +88,19 @@ static const command_rec fastcgi_cmds[] = {
     { NULL }
 };
 
+/* mod_status's optional hook: registered on every configuration pass (as
+ * mod_ssl does), since httpd unloads and reloads this DSO between passes.
+ * Whether mod_status is loaded or not makes no difference here. */
+static int fastcgi_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    APR_OPTIONAL_HOOK(ap, status_hook, fcgi_rs_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
+    return fcgi_rs_pre_config(pconf, plog, ptemp);
+}
+
 static void fastcgi_register_hooks(apr_pool_t *p)
 {
     (void)p;
-    ap_hook_pre_config(fcgi_rs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_config(fastcgi_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(fcgi_rs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(fcgi_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_fixups(fcgi_rs_fixups, NULL, NULL, APR_HOOK_MIDDLE);

@@ -21,5 +21,6 @@
 #include "apr_lib.h"
 #include "apr_thread_proc.h"
 #include "apr_portable.h"
+#include "mod_status.h"
 #include "fastcgi_shim.h"
 

@@ -203,6 +203,32 @@ pub unsafe extern "C" fn fcgi_rs_pm_maintenance(reason: c_int, data: *mut c_void
     })
 }
 
+/// mod_status's `status_hook` (registered by the C shim at pre_config):
+/// the FastCGI section of `/server-status`, or its `?auto` lines.
+///
+/// # Safety
+/// Called by mod_status with a valid request.
+#[no_mangle]
+pub unsafe extern "C" fn fcgi_rs_status_hook(r: *mut ffi::request_rec, flags: c_int) -> c_int {
+    guarded("the mod_status section", handler::OK, || {
+        // SAFETY: valid request for this hook call.
+        let Some(mut req) = (unsafe { Request::from_raw(r) }) else {
+            return handler::OK;
+        };
+        use crate::module::status::Format;
+        let flags = flags as u32;
+        let format = if flags & ffi::AP_STATUS_SHORT != 0 {
+            Format::Auto
+        } else if flags & ffi::AP_STATUS_NOTABLE != 0 {
+            Format::HtmlNoTable
+        } else {
+            Format::Html
+        };
+        crate::module::status::write(state_of(&req), &mut req, format);
+        handler::OK
+    })
+}
+
 /// # Safety
 /// Called by httpd with a valid request.
 #[no_mangle]

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod exchange;
 pub mod reuse;
 pub mod spool;
+pub mod stats;
 
 pub use conn::{AppConn, ConnectError};
 pub use exchange::{Buffers, ExchangeError, ExchangeOpts, Failure, Frontend, HeadAction, Outcome};

@@ -288,6 +288,12 @@ impl Shared {
         }
     }
 
+    /// Connections kept open (busy or idle) to the application in `slot`,
+    /// all children (for mod_status).
+    pub fn kept(&self, slot: usize) -> u32 {
+        self.classes[slot].kept.load(SeqCst)
+    }
+
     /// Current (cap, kept, idle, waiting) of a slot.
     #[cfg(test)]
     pub fn counts(&self, slot: usize) -> (u32, u32, u32, u32) {

@@ -186,6 +186,11 @@ pub fn spool_table(create: bool) -> Option<&'static crate::gateway::spool::Share
     retained_shared(c"mod_fastcgi:spool/1", create)
 }
 
+/// The mod_status counters ([`crate::gateway::stats`]), like [`reuse_table`].
+pub fn stats_table(create: bool) -> Option<&'static crate::gateway::stats::Shared> {
+    retained_shared(c"mod_fastcgi:stats/1", create)
+}
+
 /// A `T` shared by the parent and every child, mapped once per server life
 /// time and found again through its address kept in httpd's retained data
 /// under `key` (which must name `T`'s layout).

@@ -436,6 +436,18 @@ impl Request {
         f.fname = self.r().filename;
     }
 
+    /// Writes `data` into the response (`ap_rwrite`, as `ap_rputs` does:
+    /// the bytes are data, never a format). Used by the mod_status section.
+    /// Returns false when the client is gone.
+    pub fn rwrite(&mut self, data: &[u8]) -> bool {
+        let Ok(len) = i32::try_from(data.len()) else {
+            return false;
+        };
+        // SAFETY: valid request; ap_rwrite copies `len` bytes from `data`
+        // (or buffers them) before returning.
+        unsafe { ffi::ap_rwrite(data.as_ptr().cast(), len, self.as_ptr()) >= 0 }
+    }
+
     /// Logs with the request's server and client address.
     pub fn log(&self, level: Level, errno: i32, msg: &str) {
         let m = log::message(msg);

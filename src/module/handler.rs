@@ -235,12 +235,14 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
     match server {
         Server::External(ext) => {
             let app = ext.path.to_string_lossy().into_owned();
-            serve(r, &app, &ext.addr, &ext.opts, spool_limits(state))
+            let stats = super::status::server_slot(state, server);
+            serve(r, &app, &ext.addr, &ext.opts, spool_limits(state), stats)
         }
         Server::Static(st) => {
             let app = st.path.to_string_lossy().into_owned();
             let addr = st.connect_addr();
-            serve_with(r, &app, &addr, &st.opts, spool_limits(state), Connect::Patiently)
+            let stats = super::status::server_slot(state, server);
+            serve_with(r, &app, &addr, &st.opts, spool_limits(state), Connect::Patiently, stats)
         }
     }
 }
@@ -286,6 +288,7 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         key,
         start_delay: dynamic_start_delay(d),
     };
+    let stats = super::status::dynamic_slot(&file, &sock);
     serve_with(
         r,
         &app,
@@ -293,6 +296,7 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         &opts,
         spool_limits(state),
         Connect::Dynamic(&dynamic),
+        stats,
     )
 }
 
@@ -485,11 +489,19 @@ pub enum Connect<'a> {
 }
 
 /// Serves the request from the external application at `addr`.
-pub fn serve(r: &mut Request, app: &str, addr: &AppAddr, opts: &ConnOptions, spool: spool::Limits<'_>) -> i32 {
-    serve_with(r, app, addr, opts, spool, Connect::Once)
+pub fn serve(
+    r: &mut Request,
+    app: &str,
+    addr: &AppAddr,
+    opts: &ConnOptions,
+    spool: spool::Limits<'_>,
+    stats: Option<usize>,
+) -> i32 {
+    serve_with(r, app, addr, opts, spool, Connect::Once, stats)
 }
 
-/// Serves the request from the application at `addr`.
+/// Serves the request from the application at `addr` (counted for
+/// mod_status in slot `stats`, see `super::status`).
 pub fn serve_with(
     r: &mut Request,
     app: &str,
@@ -497,6 +509,7 @@ pub fn serve_with(
     opts: &ConnOptions,
     spool: spool::Limits<'_>,
     how: Connect<'_>,
+    stats: Option<usize>,
 ) -> i32 {
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
@@ -569,6 +582,8 @@ pub fn serve_with(
         return 500;
     }
 
+    // mod_status: counted from here to the end, whichever way it ends.
+    let mut counted = super::status::Counted::begin(stats);
     let idle = Duration::from_secs(u64::from(opts.idle_timeout.max(1)));
     let connect_timeout = if opts.app_conn_timeout > 0 {
         Duration::from_secs(u64::from(opts.app_conn_timeout))
@@ -590,7 +605,10 @@ pub fn serve_with(
     let connected_at = Instant::now();
     let mut conn = match connected {
         Ok(c) => c,
-        Err(e) => return super::connect::failed(r, app, addr, e, connect_timeout),
+        Err(e) => {
+            counted.failed();
+            return super::connect::failed(r, app, addr, e, connect_timeout);
+        }
     };
 
     let opts_x = ExchangeOpts {
@@ -655,6 +673,11 @@ pub fn serve_with(
                 conn_us: done.duration_since(first).as_micros() as u64,
             },
         );
+    }
+    match &result {
+        Ok(outcome) => counted.answered(outcome.first_byte),
+        Err(err) if !client_left => counted.exchange_failed(err),
+        Err(_) => {}
     }
     match result {
         Ok(outcome) => {

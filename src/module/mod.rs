@@ -14,6 +14,7 @@ pub mod env;
 pub mod handler;
 mod pm_backoff;
 pub mod routing;
+pub mod status;
 pub mod supervisor;
 
 use crate::config::ConfigState;

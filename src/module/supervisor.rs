@@ -53,16 +53,45 @@ impl PmLog for ErrorLogWriter {
 }
 
 /// Publishes the PM's socket events in the shared table the request
-/// handlers read ([`crate::gateway::reuse::Shared::bind_status`]).
-struct SharedReport(Option<&'static crate::gateway::reuse::Shared>);
+/// handlers read ([`crate::gateway::reuse::Shared::bind_status`]), and its
+/// processes and restarts in mod_status's counters.
+struct SharedReport(
+    Option<&'static crate::gateway::reuse::Shared>,
+    Option<&'static crate::gateway::stats::Shared>,
+);
+
+fn connect_addr(listen: &pm::Listen) -> crate::config::AppAddr {
+    match listen {
+        pm::Listen::Unix(p) => crate::config::AppAddr::Unix(p.clone()),
+        pm::Listen::Tcp(a) => crate::config::AppAddr::Tcp(crate::config::loopback_if_unspecified(*a)),
+    }
+}
 
 impl pm::SocketReport for SharedReport {
+    fn processes(&self, classes: &[pm::ClassProcesses<'_>]) {
+        let Some(stats) = self.1 else { return };
+        let classes: Vec<_> = classes
+            .iter()
+            .map(|c| super::status::PmClass {
+                dynamic: c.dynamic,
+                retired: c.retired,
+                path: &c.spec.path,
+                addr: connect_addr(&c.spec.listen),
+                running: c.running,
+            })
+            .collect();
+        super::status::pm_processes(stats, &classes);
+    }
+
+    fn restarted(&self, dynamic: bool, spec: &pm::ClassSpec) {
+        if let Some(stats) = self.1 {
+            super::status::pm_restarted(stats, dynamic, &spec.path, &connect_addr(&spec.listen));
+        }
+    }
+
     fn socket(&self, listen: &pm::Listen, event: pm::SocketEvent) {
         let Some(table) = self.0 else { return };
-        let addr = match listen {
-            pm::Listen::Unix(p) => crate::config::AppAddr::Unix(p.clone()),
-            pm::Listen::Tcp(a) => crate::config::AppAddr::Tcp(crate::config::loopback_if_unspecified(*a)),
-        };
+        let addr = connect_addr(listen);
         match event {
             pm::SocketEvent::Bound => table.socket_bound(&addr),
             pm::SocketEvent::Failed { owner } => table.socket_failed(&addr, owner),
@@ -204,6 +233,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
     // The new PM binds every socket afresh; whatever the previous one held
     // is gone, or goes with its applications.
     let table = process::reuse_table(false);
+    let stats = process::stats_table(false);
     if let Some(t) = table {
         t.forget_sockets();
     }
@@ -238,7 +268,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
             );
             return 1;
         }
-        pm::run(cfg, theirs, req_pm, &logger, &SharedReport(table))
+        pm::run(cfg, theirs, req_pm, &logger, &SharedReport(table, stats))
     });
     match child {
         Ok(pid) => {
@@ -363,6 +393,7 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
         return;
     }
     publish_reuse(cfg);
+    super::status::publish(cfg);
     let r = process::retained_pm();
     let pid = r.pm_pid.load(Ordering::SeqCst);
     let alive = r.version.load(Ordering::SeqCst) == PM_PROTO && is_live_child(pid);

@@ -102,9 +102,26 @@ pub enum SocketEvent {
     Released,
 }
 
-/// Where the PM publishes [`SocketEvent`]s (the glue: httpd's shared memory).
+/// Where the PM publishes [`SocketEvent`]s, and for mod_status its running
+/// processes and restarts (the glue: httpd's shared memory).
 pub trait SocketReport {
     fn socket(&self, listen: &Listen, event: SocketEvent);
+    /// Every class with the processes it has running, after each turn of
+    /// the event loop in which that changed.
+    fn processes(&self, _classes: &[ClassProcesses<'_>]) {}
+    /// A process of a class was started again after its previous one
+    /// exited without the PM asking it to.
+    fn restarted(&self, _dynamic: bool, _spec: &ClassSpec) {}
+}
+
+/// A class and its running processes, as [`SocketReport::processes`] gets them.
+pub struct ClassProcesses<'a> {
+    pub dynamic: bool,
+    /// Replaced by a new configuration; its processes still serve the
+    /// previous httpd generation.
+    pub retired: bool,
+    pub spec: &'a ClassSpec,
+    pub running: u32,
 }
 
 /// For tests and set-ups without shared memory.
@@ -186,6 +203,8 @@ struct Pm<'a> {
     /// error log was re-opened follows it too. `None` if the pipe could not be made
     /// (applications then write to the PM's stderr of their start directly).
     relay: Option<OwnedFd>,
+    /// The running processes per class last given to the report.
+    reported: Vec<(table::ClassId, u32)>,
 }
 
 /// The signals the PM handles through its signalfd.
@@ -285,6 +304,7 @@ pub fn run(first: PmConfig, ctl: OwnedFd, req: OwnedFd, log: &dyn PmLog, report:
         os,
         dynamic_dir: None,
         relay,
+        reported: Vec::new(),
     };
     pm.os.prepare_dynamic_dir(&first.dynamic.dynamic_dir, true);
     pm.dynamic_dir = Some(first.dynamic.dynamic_dir.clone());
@@ -338,6 +358,32 @@ impl Pm<'_> {
         self.table.configure(&cfg, Instant::now(), &mut self.os);
     }
 
+    /// Tells the report the running processes per class when they changed.
+    fn report_processes(&mut self) {
+        let now: Vec<(table::ClassId, u32)> = self
+            .table
+            .classes()
+            .iter()
+            .map(|c| (c.id(), c.running_processes()))
+            .collect();
+        if now == self.reported {
+            return;
+        }
+        let classes: Vec<ClassProcesses<'_>> = self
+            .table
+            .classes()
+            .iter()
+            .map(|c| ClassProcesses {
+                dynamic: c.kind() == table::ClassKind::Dynamic,
+                retired: c.is_retired(),
+                spec: c.spec(),
+                running: c.running_processes(),
+            })
+            .collect();
+        self.os.report_processes(&classes);
+        self.reported = now;
+    }
+
     /// Reaps every terminated child.
     fn reap(&mut self) {
         loop {
@@ -369,6 +415,7 @@ impl Pm<'_> {
             self.reap();
             let now = Instant::now();
             self.table.tick(now, &mut self.os);
+            self.report_processes();
             let timeout = self.table.next_wakeup(now).map_or(PollTimeout::NONE, timeout_until);
             let (ctl_ready, sig_ready, req_ready, relay_ready) = {
                 let mut fds = vec![

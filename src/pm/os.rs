@@ -414,7 +414,18 @@ fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32, out: Option
     Ok(child.id() as i32)
 }
 
+impl Os<'_> {
+    /// The running processes per class, for mod_status.
+    pub fn report_processes(&self, classes: &[super::ClassProcesses<'_>]) {
+        self.report.processes(classes);
+    }
+}
+
 impl Effects for Os<'_> {
+    fn restarted(&mut self, _class: ClassId, kind: super::table::ClassKind, spec: &ClassSpec) {
+        self.report.restarted(kind == super::table::ClassKind::Dynamic, spec);
+    }
+
     fn spawn(&mut self, class: ClassId, spec: &ClassSpec) -> SpawnResult {
         let pm_pid = self.pm_pid;
         if self.ensure_socket(class, spec, "server").is_none() {

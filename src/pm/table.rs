@@ -114,6 +114,9 @@ pub trait Effects {
     fn file_mtime(&mut self, path: &Path) -> Option<SystemTime>;
     /// The wall clock (compared with file modification times).
     fn wall_now(&mut self) -> SystemTime;
+    /// A process of `class` was started after its slot's previous process
+    /// exited without the PM asking it to (for mod_status).
+    fn restarted(&mut self, _class: ClassId, _kind: ClassKind, _spec: &ClassSpec) {}
 }
 
 #[derive(Debug, Clone, Default)]
@@ -126,6 +129,9 @@ struct Slot {
     started_wall: Option<SystemTime>,
     /// Lifetime of the previous process.
     last_life: Option<Duration>,
+    /// The previous process exited without the PM asking it to: the next
+    /// start is a restart ([`Effects::restarted`]).
+    unasked_exit: bool,
     /// The PM signalled this process: its exit is expected.
     stopping: bool,
     /// To be started (again) when it has no process. Static slots always are; dynamic
@@ -281,6 +287,11 @@ impl Class {
         }
     }
 
+    /// Processes running that the PM has not chosen to stop (mod_status).
+    pub fn running_processes(&self) -> u32 {
+        self.running()
+    }
+
     /// Processes running that the PM has not chosen to stop.
     fn running(&self) -> u32 {
         self.slots.iter().filter(|s| s.pid.is_some() && !s.stopping).count() as u32
@@ -382,6 +393,9 @@ impl Class {
                     slot.pid = Some(pid);
                     slot.scheduled = false;
                     slot.started_wall = Some(fx.wall_now());
+                    if std::mem::take(&mut slot.unasked_exit) {
+                        fx.restarted(self.id, self.kind, &self.spec);
+                    }
                 }
                 SpawnResult::Failed(err) => {
                     fx.log(
@@ -813,6 +827,7 @@ impl Table {
         slot.last_life = slot.started.map(|t| now.saturating_duration_since(t));
         let victim = slot.victim.take();
         let expected = std::mem::take(&mut slot.stopping) || shutting_down;
+        slot.unasked_exit = !expected && !retired;
         fx.log(
             if expected { LogLevel::Info } else { LogLevel::Warn },
             exit_text_for(label, &name, pid, how),

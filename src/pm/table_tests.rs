@@ -32,6 +32,8 @@ struct Fake {
     socket_fails: bool,
     mtimes: HashMap<PathBuf, SystemTime>,
     wall: SystemTime,
+    /// Classes given to `restarted`, in order.
+    restarts: Vec<ClassId>,
 }
 
 impl Default for Fake {
@@ -46,6 +48,7 @@ impl Default for Fake {
             socket_fails: false,
             mtimes: HashMap::new(),
             wall: wall0(),
+            restarts: vec![],
         }
     }
 }
@@ -91,6 +94,9 @@ impl Effects for Fake {
     }
     fn wall_now(&mut self) -> SystemTime {
         self.wall
+    }
+    fn restarted(&mut self, class: ClassId, _kind: ClassKind, _spec: &ClassSpec) {
+        self.restarts.push(class);
     }
 }
 
@@ -717,6 +723,42 @@ fn retired_process_exiting_by_itself_is_not_restarted() {
     assert_eq!(sim.table.classes().len(), 1, "retired class dropped");
     sim.run_until(700.0);
     assert!(only(&sim.take_log(), not_log).is_empty());
+}
+
+// mod_status: a process that died by itself and was started again is a
+// restart; first starts, and exits the PM asked for, are not.
+#[test]
+fn restarts_are_reported_once_per_unasked_exit() {
+    let mut sim = Sim::new(forever());
+    sim.configure(&cfg(vec![spec("/r", 2, 1, 0, 30)]));
+    sim.run_until(1.0);
+    assert_eq!(sim.table.classes()[0].running_processes(), 2);
+    assert!(sim.fx.restarts.is_empty(), "first starts are not restarts");
+    let pid = sim.table.classes()[0].pids().next().unwrap();
+    sim.exit_now(
+        pid,
+        ChildExit::Signaled {
+            signal: 9,
+            core_dumped: false,
+        },
+    );
+    assert_eq!(sim.table.classes()[0].running_processes(), 1);
+    sim.run_until(10.0);
+    assert_eq!(sim.table.classes()[0].running_processes(), 2);
+    let id = sim.table.classes()[0].id();
+    assert_eq!(sim.fx.restarts, vec![id]);
+    // Exiting by itself with status 0 is restarted too.
+    let pid = sim.table.classes()[0].pids().next().unwrap();
+    sim.exit_now(pid, EXIT0);
+    sim.run_until(20.0);
+    assert_eq!(sim.fx.restarts, vec![id, id]);
+    // Shutdown exits are asked for: nothing more.
+    sim.table.begin_shutdown(&mut sim.fx);
+    for pid in sim.table.running_pids() {
+        sim.exit_now(pid, EXIT1);
+    }
+    sim.run_until(30.0);
+    assert_eq!(sim.fx.restarts, vec![id, id]);
 }
 
 #[test]

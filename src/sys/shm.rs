@@ -20,6 +20,9 @@ unsafe impl ZeroShared for crate::gateway::reuse::Shared {}
 // SAFETY: the spool accounting table is repr(C), arrays of atomics only;
 // all-zero bytes are "no body spooled".
 unsafe impl ZeroShared for crate::gateway::spool::Shared {}
+// SAFETY: the mod_status counters are repr(C), atomics and arrays of atomics
+// only; all-zero bytes are "no application".
+unsafe impl ZeroShared for crate::gateway::stats::Shared {}
 
 /// Maps a zeroed `T` shared with every process forked afterwards. The mapping is
 /// never unmapped (it lives as long as the process, and httpd keeps one per
