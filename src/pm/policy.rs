@@ -144,6 +144,66 @@ pub fn decide(i: &PolicyInput) -> Decision {
     Decision::KillNewest
 }
 
+/// Longest restart interval of a class backed off for failing at start-up.
+pub const MAX_STARTUP_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How an unprovoked death of an application process is judged (the PM did not signal
+/// it). See [`classify_death`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Death {
+    /// `exit(0)`: never a failure (legacy PM-32).
+    Clean,
+    /// SIGKILL or SIGTERM from outside (the OOM killer, an operator, a supervisor): the
+    /// application did not fail, something killed it, typically while it was serving.
+    /// Never counted towards the back-off.
+    Killed,
+    /// Ended on its own (exit status other than 0, or a crash signal) before
+    /// `-min-server-life`: the application fails at start-up (or on its first
+    /// requests). Counted towards the back-off.
+    StartupFailure,
+    /// Ended on its own after `-min-server-life`: it had been serving. Not counted
+    /// (legacy counted it but the next look restored the class at once).
+    LateFailure,
+}
+
+impl Death {
+    /// Whether this death counts towards the crash-loop back-off.
+    pub fn counts(self) -> bool {
+        self == Death::StartupFailure
+    }
+}
+
+/// Classifies an unprovoked death from how the process ended and how long it ran
+/// (`None`: start time unknown, judged as at start-up).
+///
+/// The signal: the process manager sees no request of a static application (the
+/// request handlers connect to a listening socket shared by all its processes, so nobody
+/// knows which process accepted a connection, and no per-request message exists for
+/// static classes). What it does see at every death is how the process ended and how
+/// long it ran. A start-up crash loop shows as processes that end *on their own* (exit
+/// status, or a crash signal such as SIGSEGV/SIGABRT) soon after their start; a process
+/// killed under load shows as SIGKILL/SIGTERM that the PM did not send. The first
+/// is counted (legacy protection, with `-min-server-life` as the start-up window); the
+/// second never is, however young the process was.
+pub fn classify_death(exit: crate::sys::wait::ChildExit, life: Option<Duration>, min_server_life: Duration) -> Death {
+    use crate::sys::wait::ChildExit;
+    match exit {
+        ChildExit::Exited(0) => Death::Clean,
+        ChildExit::Signaled { signal, .. } if signal == libc::SIGKILL || signal == libc::SIGTERM => Death::Killed,
+        _ if life.is_some_and(|l| l >= min_server_life) => Death::LateFailure,
+        _ => Death::StartupFailure,
+    }
+}
+
+/// Restart interval of a class backed off for the `round`-th time in a row (0 = first):
+/// twice `-restart-delay` (at least 1 s), doubling each round, at most
+/// [`MAX_STARTUP_BACKOFF`] — or `-restart-delay` itself when that is longer.
+pub fn startup_backoff(restart_delay: Duration, round: u32) -> Duration {
+    let base = restart_delay.max(Duration::from_secs(1));
+    let factor = 1u32 << round.saturating_add(1).min(16);
+    base.saturating_mul(factor).min(MAX_STARTUP_BACKOFF).max(restart_delay)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +391,67 @@ mod tests {
             change(&mut i);
             assert_eq!(decide(&i), *want, "{what}");
         }
+    }
+
+    #[test]
+    fn deaths_are_classified_by_cause_and_life() {
+        use crate::sys::wait::ChildExit;
+        use Death::*;
+        let sig = |signal| ChildExit::Signaled {
+            signal,
+            core_dumped: false,
+        };
+        let mls = 30 * S;
+        // (how, life, expected)
+        let cases: &[(ChildExit, Option<Duration>, Death)] = &[
+            (ChildExit::Exited(0), Some(S / 10), Clean),
+            (ChildExit::Exited(0), None, Clean),
+            // Killed from outside: never counted, however young.
+            (sig(libc::SIGKILL), Some(Duration::ZERO), Killed),
+            (sig(libc::SIGKILL), Some(S / 2), Killed),
+            (sig(libc::SIGKILL), Some(1000 * S), Killed),
+            (sig(libc::SIGTERM), Some(S), Killed),
+            (sig(libc::SIGKILL), None, Killed),
+            // Ended on its own within -min-server-life: start-up failure.
+            (ChildExit::Exited(1), Some(S / 10), StartupFailure),
+            (ChildExit::Exited(1), Some(29 * S), StartupFailure),
+            (ChildExit::Exited(1), None, StartupFailure),
+            (sig(libc::SIGSEGV), Some(S), StartupFailure),
+            (sig(libc::SIGABRT), Some(S), StartupFailure),
+            (sig(libc::SIGHUP), Some(S), StartupFailure),
+            // After it: it had been serving.
+            (ChildExit::Exited(1), Some(30 * S), LateFailure),
+            (sig(libc::SIGSEGV), Some(31 * S), LateFailure),
+        ];
+        for &(how, life, want) in cases {
+            let got = classify_death(how, life, mls);
+            assert_eq!(got, want, "{how:?} after {life:?}");
+            assert_eq!(got.counts(), want == StartupFailure);
+        }
+        // -min-server-life 0: every process is past start-up.
+        assert_eq!(
+            classify_death(ChildExit::Exited(1), Some(Duration::ZERO), Duration::ZERO),
+            LateFailure
+        );
+    }
+
+    #[test]
+    fn startup_backoff_doubles_to_the_cap() {
+        let rounds = |rd: u64| -> Vec<u64> {
+            (0..9)
+                .map(|r| startup_backoff(Duration::from_secs(rd), r).as_secs())
+                .collect()
+        };
+        assert_eq!(rounds(1), [2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(rounds(0), [2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert_eq!(rounds(5), [10, 20, 40, 60, 60, 60, 60, 60, 60]);
+        // A restart delay above the cap is kept: the back-off never restarts sooner.
+        assert_eq!(rounds(100), [100; 9]);
+        // Far below legacy's 600 s, and no overflow for huge round counts.
+        assert_eq!(startup_backoff(S, u32::MAX), MAX_STARTUP_BACKOFF);
+        assert_eq!(
+            startup_backoff(Duration::from_secs(u64::MAX / 2), 3),
+            Duration::from_secs(u64::MAX / 2)
+        );
     }
 }

@@ -9,11 +9,19 @@
 //! - a never-run slot starts when `now >= class_last_spawn + init_start_delay` (the first
 //!   one immediately), a slot whose process exited when `now >= class_last_spawn +
 //!   restart_delay` — counted from the class's last spawn, not from the death (PM-31);
-//! - every exit that is not "exit status 0" counts as a failure (PM-32); with more than 3
-//!   failures the next look at a waiting slot decides between "restored" and "backed off to
-//!   600 s" (PM-33); the start after a back-off clears it and sets the counter to 3.
+//! - with more than 3 failures the next look at a waiting slot decides between "restored"
+//!   and "backed off" (PM-33); the start after a back-off clears it and sets the counter
+//!   to 3.
 //!
 //! Deliberate differences:
+//! - only *start-up failures* count (issue 12, [`policy::classify_death`]): a process
+//!   that ends on its own (exit status other than 0, crash signal) within
+//!   `-min-server-life`. Legacy counted every exit but `exit(0)` (PM-32), so three
+//!   processes SIGKILLed under load within 30 s (the OOM killer, an operator) backed the
+//!   class off for 600 s. SIGKILL/SIGTERM the PM did not send never count; each death
+//!   gets one more line saying which case it was;
+//! - the back-off interval is [`policy::startup_backoff`]: twice `-restart-delay`,
+//!   doubling with each back-off in a row, at most 60 s (legacy: always 600 s);
 //! - bug 12 (PM-34): the back-off and restore warnings are logged once per transition;
 //! - "has remained running" is judged from the slot's previous process *lifetime* (start to
 //!   exit) rather than from its start time to now;
@@ -51,8 +59,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Failures tolerated before the back-off decision (legacy `MAX_FAILED_STARTS`).
 pub const MAX_FAILED_STARTS: u32 = 3;
-/// Restart interval of a backed-off class (legacy `FAILED_STARTS_DELAY`).
-pub const FAILED_STARTS_DELAY: Duration = Duration::from_secs(600);
 /// Shortest time between two starts of the same slot.
 pub const MIN_SLOT_RESPAWN: Duration = Duration::from_secs(1);
 /// Shortest time between two attempts to create a class's socket.
@@ -182,6 +188,10 @@ pub struct Class {
     last_spawn: Option<Instant>,
     failures: u32,
     backed_off: bool,
+    /// Back-offs in a row (no restore in between): the next interval doubles.
+    backoff_rounds: u32,
+    /// The restart interval while backed off.
+    backoff_delay: Duration,
     socket_retry_at: Option<Instant>,
     slots: Vec<Slot>,
     retired: Option<Retirement>,
@@ -231,6 +241,8 @@ impl Class {
             last_spawn: None,
             failures: 0,
             backed_off: false,
+            backoff_rounds: 0,
+            backoff_delay: Duration::ZERO,
             socket_retry_at: None,
             retired: None,
             dynamic,
@@ -307,7 +319,7 @@ impl Class {
     fn slot_due(&self, i: usize) -> Option<Instant> {
         let slot = &self.slots[i];
         let delay = if self.backed_off {
-            FAILED_STARTS_DELAY
+            self.backoff_delay
         } else if slot.started.is_some() {
             secs(self.spec.restart_delay)
         } else {
@@ -329,6 +341,7 @@ impl Class {
         if slot_lived || other_up {
             self.failures = 0;
             self.backed_off = false;
+            self.backoff_rounds = 0;
             fx.log(
                 LogLevel::Warn,
                 format!(
@@ -341,6 +354,8 @@ impl Class {
             );
         } else if !self.backed_off {
             self.backed_off = true;
+            self.backoff_delay = policy::startup_backoff(secs(self.spec.restart_delay), self.backoff_rounds);
+            self.backoff_rounds = self.backoff_rounds.saturating_add(1);
             fx.log(
                 LogLevel::Warn,
                 format!(
@@ -349,7 +364,7 @@ impl Class {
                     self.name(),
                     self.spec.min_server_life,
                     MAX_FAILED_STARTS,
-                    FAILED_STARTS_DELAY.as_secs()
+                    self.backoff_delay.as_secs()
                 ),
             );
         }
@@ -572,6 +587,37 @@ impl Class {
         }
         next
     }
+}
+
+/// The second line about an unprovoked death: which case it was (see
+/// [`policy::classify_death`]); `None` for `exit(0)`.
+fn death_text(
+    label: &str,
+    path: &str,
+    pid: i32,
+    death: policy::Death,
+    life: Option<Duration>,
+    spec: &ClassSpec,
+    failures: u32,
+) -> Option<String> {
+    let ran = life.map_or_else(
+        || "an unknown time".to_string(),
+        |l| format!("{:.1} s", l.as_secs_f64()),
+    );
+    let mls = spec.min_server_life;
+    let text = match death {
+        policy::Death::Clean => return None,
+        policy::Death::Killed => format!(
+            "FastCGI: {label} \"{path}\" (pid {pid}) was killed by a signal the process manager did not send, after running {ran}: not a start-up failure, not counted (a request it was serving may have failed)"
+        ),
+        policy::Death::LateFailure => format!(
+            "FastCGI: {label} \"{path}\" (pid {pid}) failed after running {ran} (at least -min-server-life {mls} s): not a start-up failure, not counted"
+        ),
+        policy::Death::StartupFailure => format!(
+            "FastCGI: {label} \"{path}\" (pid {pid}) failed after running {ran} (less than -min-server-life {mls} s): start-up failure {failures} in a row ({MAX_FAILED_STARTS} tolerated before restarts slow down)"
+        ),
+    };
+    Some(text)
 }
 
 /// Text of PM-29 for one exit of a static application's process.
@@ -833,8 +879,19 @@ impl Table {
             exit_text_for(label, &name, pid, how),
         );
         if !retired && !shutting_down {
-            if victim.is_none() && how != ChildExit::Exited(0) {
-                c.failures += 1;
+            if victim.is_none() && !expected {
+                let life = c.slots[i].last_life;
+                let death = policy::classify_death(how, life, secs(c.spec.min_server_life));
+                if death.counts() {
+                    c.failures += 1;
+                } else if life.is_some_and(|l| l >= secs(c.spec.min_server_life)) {
+                    // It got past start-up: the application starts (as legacy's restore
+                    // would judge at the next failure).
+                    c.failures = 0;
+                }
+                if let Some(text) = death_text(label, &name, pid, death, life, &c.spec, c.failures) {
+                    fx.log(LogLevel::Warn, text);
+                }
             }
             match c.kind {
                 ClassKind::Static => c.slots[i].scheduled = true,

@@ -368,16 +368,30 @@ fn restart_waits_for_other_slots_spawns() {
 fn backs_off_after_the_fourth_failure_and_logs_once_per_transition() {
     let mut sim = Sim::new(Box::new(|_, _| Some((0.1, EXIT1))));
     sim.configure(&cfg(vec![spec("/bad", 1, 1, 1, 30)]));
-    sim.run_until(1300.0);
-    assert_eq!(sim.spawn_times(), vec![0.0, 1.0, 2.0, 3.0, 603.0, 1203.0]);
-    let backoff = "FastCGI: server \"/bad\" has failed to remain running for 30 seconds given 3 attempts, its restart interval has been backed off to 600 seconds";
+    sim.run_until(250.0);
+    // Issue 12: the interval doubles from twice -restart-delay to 60 s (legacy: 600 s).
+    let spawns = [0.0, 1.0, 2.0, 3.0, 5.0, 9.0, 17.0, 33.0, 65.0, 125.0, 185.0, 245.0];
+    assert_eq!(sim.spawn_times(), spawns);
+    let backoff = |d: u32| {
+        format!("FastCGI: server \"/bad\" has failed to remain running for 30 seconds given 3 attempts, its restart interval has been backed off to {d} seconds")
+    };
     // Bug 12 fixed: once per transition, not at every wake-up.
-    assert_eq!(sim.log_times(backoff), vec![3.1, 603.1, 1203.1]);
+    for (d, at) in [(2, 3.1), (4, 5.1), (8, 9.1), (16, 17.1), (32, 33.1)] {
+        assert_eq!(sim.log_times(&backoff(d)), vec![at], "{d}");
+    }
+    assert_eq!(sim.log_times(&backoff(60)), vec![65.1, 125.1, 185.1, 245.1]);
     assert!(sim.log_times("has remained running").is_empty());
     assert_eq!(sim.table.classes()[0].failures(), 4);
     assert!(sim.table.classes()[0].is_backed_off());
     let exits = sim.log_times("terminated by calling exit with status '1'");
-    assert_eq!(exits, vec![0.1, 1.1, 2.1, 3.1, 603.1, 1203.1]);
+    let after: Vec<f64> = spawns.iter().map(|t| t + 0.1).collect();
+    assert_eq!(exits, after);
+    // Each death says which case it was.
+    assert_eq!(
+        sim.log_times("FastCGI: server \"/bad\" (pid 1001) failed after running 0.1 s (less than -min-server-life 30 s): start-up failure 1 in a row (3 tolerated before restarts slow down)"),
+        vec![0.1]
+    );
+    assert_eq!(sim.log_times("start-up failure 4 ").len(), spawns.len() - 3);
     // Exits are warnings, back-off too.
     assert!(sim
         .log
@@ -394,8 +408,8 @@ fn signals_count_as_failures() {
     let mut sim = Sim::new(Box::new(move |_, _| Some((0.1, crash))));
     sim.configure(&cfg(vec![spec("/seg", 1, 1, 1, 30)]));
     sim.run_until(10.0);
-    assert_eq!(sim.spawn_times(), vec![0.0, 1.0, 2.0, 3.0]);
-    assert_eq!(sim.log_times("backed off to 600 seconds"), vec![3.1]);
+    assert_eq!(sim.spawn_times(), vec![0.0, 1.0, 2.0, 3.0, 5.0, 9.0]);
+    assert_eq!(sim.log_times("backed off to 2 seconds"), vec![3.1]);
     assert_eq!(
         sim.log_times(
             "FastCGI: server \"/seg\" (pid 1001) terminated due to uncaught signal '11' (Segmentation fault), a core file may have been generated"
@@ -421,19 +435,17 @@ fn restored_when_another_process_outlives_min_server_life() {
     let mut sim = Sim::new(Box::new(|_, n| (n > 0).then_some((0.1, EXIT1))));
     sim.configure(&cfg(vec![spec("/mix", 2, 1, 1, 10)]));
     sim.run_until(30.0);
-    assert_eq!(sim.log_times("backed off to 600 seconds"), vec![4.1]);
+    assert_eq!(sim.log_times("backed off to 2 seconds"), vec![4.1]);
+    assert_eq!(sim.log_times("backed off to 4 seconds"), vec![6.1]);
     let restored = "FastCGI: server \"/mix\" has remained running for more than 10 seconds, its restart interval has been restored to 1 seconds";
-    // Slot 0 crosses min-server-life at 10 s: the class is restored at once (the
-    // wake-up is scheduled for it) and the waiting slot restarts.
+    // Backed off twice (2 s, then 4 s: due at 10.0); the start at 10.0 fails too, and
+    // by then slot 0 has crossed min-server-life: restored.
     // Legacy PM-33: while another process is healthy, every fourth failure of the
     // failing slot resets the counter again instead of backing off.
-    assert_eq!(
-        sim.log_times(restored),
-        vec![10.001, 13.101, 17.101, 21.101, 25.101, 29.101]
-    );
+    assert_eq!(sim.log_times(restored), vec![10.1, 14.1, 18.1, 22.1, 26.1]);
     let spawns = sim.spawn_times();
-    assert_eq!(&spawns[..8], &[0.0, 1.0, 2.0, 3.0, 4.0, 10.001, 11.001, 12.001]);
-    assert_eq!(sim.log_times("backed off to 600 seconds").len(), 1);
+    assert_eq!(&spawns[..8], &[0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 11.0]);
+    assert_eq!(sim.log_times("backed off to").len(), 2);
 }
 
 #[test]
@@ -443,16 +455,22 @@ fn restored_when_the_slots_own_process_lived_long() {
         Some((lives.get(n).copied().unwrap_or(100.0), EXIT1))
     }));
     sim.configure(&cfg(vec![spec("/x", 1, 1, 1, 2)]));
-    sim.run_until(8.05);
+    sim.run_until(8.15);
     assert!(sim.log_times("backed off").is_empty());
+    // The process that ran 5 s (past -min-server-life 2) reset the counter when it died
+    // (legacy: restored at the next failure), so the failure at 8.1 is the first again.
     assert_eq!(
-        sim.log_times(
-            "has remained running for more than 2 seconds, its restart interval has been restored to 1 seconds"
-        ),
+        sim.log_times("(pid 1004) failed after running 5.0 s (at least -min-server-life 2 s): not a start-up failure, not counted"),
         vec![8.0]
     );
+    assert_eq!(
+        sim.log_times(
+            "(pid 1005) failed after running 0.1 s (less than -min-server-life 2 s): start-up failure 1 in a row"
+        ),
+        vec![8.1]
+    );
     assert_eq!(sim.spawn_times(), vec![0.0, 1.0, 2.0, 3.0, 8.0]);
-    assert_eq!(sim.table.classes()[0].failures(), 0);
+    assert_eq!(sim.table.classes()[0].failures(), 1);
 }
 
 #[test]
@@ -473,9 +491,9 @@ fn spawn_failure_is_treated_as_an_exit() {
         .log
         .iter()
         .any(|(_, e)| matches!(e, Ev::Log(LogLevel::Crit, m) if m.contains("can't start"))));
-    assert_eq!(sim.log_times("backed off to 600 seconds"), vec![3.0]);
-    assert_eq!(sim.spawn_times(), vec![0.0, 1.0, 2.0, 3.0, 603.0]);
-    assert_eq!(sim.log_times("\"/missing\" restarted (pid 1001)"), vec![603.0]);
+    assert_eq!(sim.log_times("backed off to 2 seconds"), vec![3.0]);
+    assert_eq!(sim.spawn_times(), vec![0.0, 1.0, 2.0, 3.0, 5.0]);
+    assert_eq!(sim.log_times("\"/missing\" restarted (pid 1001)"), vec![5.0]);
 }
 
 #[test]
@@ -857,3 +875,59 @@ fn status_lines() {
 
 #[path = "table_dyn_tests.rs"]
 mod dynamic;
+
+#[test]
+fn processes_killed_under_load_never_back_the_class_off() {
+    // Issue 12: four processes, one SIGKILLed from outside every 0.5 s for 10 s (the
+    // youngest too), defaults -min-server-life 30. Legacy backed the class off for 600 s
+    // after the third kill; here no kill counts and the class is back to four processes
+    // one -restart-delay after the last restart.
+    let kill = ChildExit::Signaled {
+        signal: libc::SIGKILL,
+        core_dumped: false,
+    };
+    // -restart-delay 0: each slot restarts MIN_SLOT_RESPAWN after its previous start (with
+    // 1 s counted from the class's last spawn, two kills a second outpace the restarts).
+    let mut sim = Sim::new(forever());
+    sim.configure(&cfg(vec![spec("/app", 4, 0, 0, 30)]));
+    sim.run_until(5.0);
+    assert_eq!(sim.table.classes()[0].pids().count(), 4);
+    let mut kills = 0;
+    for step in 0..20 {
+        let t = 5.0 + 0.5 * f64::from(step);
+        sim.run_until(t);
+        let pids: Vec<i32> = sim.table.classes()[0].pids().collect();
+        // Alternate between the oldest and the newest process.
+        let pid = if step % 2 == 0 {
+            pids[0]
+        } else {
+            *pids.iter().max().unwrap()
+        };
+        sim.exit_now(pid, kill);
+        kills += 1;
+    }
+    assert_eq!(sim.table.classes()[0].failures(), 0);
+    assert!(!sim.table.classes()[0].is_backed_off());
+    assert!(sim.log_times("backed off").is_empty());
+    assert_eq!(
+        sim.log_times("was killed by a signal the process manager did not send")
+            .len(),
+        kills
+    );
+    // Full strength again within MIN_SLOT_RESPAWN of the last kill.
+    sim.run_until(14.5 + 1.0);
+    assert_eq!(sim.table.classes()[0].pids().count(), 4);
+
+    // The same deaths as exits on their own: start-up failures, backed off (2 s first).
+    let mut sim = Sim::new(forever());
+    sim.configure(&cfg(vec![spec("/app", 4, 1, 0, 30)]));
+    sim.run_until(5.0);
+    for step in 0..4 {
+        sim.run_until(5.0 + 0.5 * f64::from(step));
+        let pid = sim.table.classes()[0].pids().next().unwrap();
+        sim.exit_now(pid, EXIT1);
+    }
+    sim.run_until(7.0);
+    assert_eq!(sim.log_times("backed off to 2 seconds").len(), 1);
+    assert!(sim.table.classes()[0].is_backed_off());
+}

@@ -15,7 +15,10 @@
 //! several tests.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod procfs;
+#[allow(unused_imports)]
+pub use load::*;
 #[allow(unused_imports)]
 pub use procfs::*;
 
