@@ -384,6 +384,13 @@ impl State {
     }
 }
 
+/// Whether `failure` is a connection the other side reset (or refused to
+/// take a write on).
+fn was_reset(failure: &Failure) -> bool {
+    matches!(failure, Failure::Write(e) | Failure::Read(e)
+        if matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET)))
+}
+
 /// Runs the exchange. `bufs.out` must already hold BEGIN_REQUEST and the
 /// complete PARAMS stream. With `opts.reused`, a connection the application
 /// had already closed is replaced once by `retry` and the request sent again.
@@ -395,13 +402,18 @@ pub fn run(
     bufs: &mut Buffers,
     retry: Option<&mut dyn FnMut() -> Option<AppConn>>,
 ) -> Result<Outcome, ExchangeError> {
-    let mut retry = if opts.reused { retry } else { None };
+    let mut retry = retry;
     let mut st = State::new(opts);
     let mut retried = false;
     let res = loop {
         let res = drive(conn, fe, opts, bufs, &mut st);
         if let Err(f) = &res {
-            if st.stale_connection(f, fe.safe_method()) {
+            // A kept connection may have gone stale in the pool; a fresh one
+            // is only sent again when it was reset (its process died, e.g.
+            // killed while the request sat in its backlog or when its
+            // process manager was killed: issue 12), never after a quiet
+            // close (the application may have run it and crashed).
+            if st.stale_connection(f, fe.safe_method()) && (opts.reused || was_reset(f)) {
                 if let Some(fresh) = retry.take().and_then(|r| r()) {
                     *conn = fresh;
                     retried = true;
@@ -1059,11 +1071,59 @@ mod tests {
         let (r, calls) = run_stale(&mut fake, true, true);
         assert_eq!((calls, fake.out.as_slice()), (1, b"fresh 300000".as_slice()));
         assert!(r.unwrap().retried);
-        // A fresh connection is never retried.
+        // A fresh connection refused at once (its process died after the
+        // accept: issue 12) is retried the same way.
         let mut fake = Fake::default();
         let (r, calls) = run_stale(&mut fake, false, true);
-        assert!(r.is_err());
-        assert_eq!(calls, 0);
+        assert!(r.unwrap().retried);
+        assert_eq!(calls, 1);
+    }
+
+    // Issue 12: on a fresh connection, a safe request reset after the
+    // application took it is sent again once; one closed quietly (the
+    // application may have run it) or an unsafe one is not.
+    #[test]
+    fn fresh_connection_is_retried_only_when_reset() {
+        for (safe, reset, retried) in [(true, true, true), (true, false, false), (false, true, false)] {
+            let (ours, mut theirs) = UnixStream::pair().unwrap();
+            let app = thread::spawn(move || {
+                let mut head = [0u8; 8];
+                theirs.read_exact(&mut head).unwrap();
+                if !reset {
+                    // Read everything, then close without an answer.
+                    theirs
+                        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+                        .unwrap();
+                    let mut rest = Vec::new();
+                    let _ = theirs.read_to_end(&mut rest);
+                }
+                // (Closing with unread input resets the connection.)
+            });
+            let mut conn = AppConn::from_stream(ours).unwrap();
+            let mut calls = 0;
+            let mut retry = || {
+                calls += 1;
+                let (ours, mut theirs) = UnixStream::pair().unwrap();
+                thread::spawn(move || {
+                    let _ = read_request(&mut theirs);
+                    respond(&mut theirs, b"Content-Type: text/plain\r\n\r\nagain");
+                });
+                Some(AppConn::from_stream(ours).unwrap())
+            };
+            let mut fake = Fake {
+                safe,
+                ..Default::default()
+            };
+            let r = run(&mut conn, &mut fake, &opts(), &mut request_bufs(), Some(&mut retry));
+            app.join().unwrap();
+            assert_eq!(calls, usize::from(retried), "safe {safe} reset {reset}");
+            assert_eq!(
+                r.is_ok(),
+                retried,
+                "safe {safe} reset {reset}: {:?}",
+                r.err().map(|e| e.failure)
+            );
+        }
     }
 
     /// Runs a request with a body of `len` bytes on a "reused" connection

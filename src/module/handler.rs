@@ -697,6 +697,14 @@ pub fn serve_with(
                 }
             }
             if !r.header_only() || nph {
+                // Flushed now, inside the handler: httpd looks for the
+                // client's next request right after the handler returns
+                // and, finding none because the response was still held,
+                // hands the connection to the MPM's poller (an epoll round
+                // trip and a thread hand-over per request). Written first,
+                // the response lets the next request arrive in time more
+                // often (issue 11; the legacy module flushed too).
+                out.push_flush();
                 out.push_eos();
                 let _ = r.pass(&mut out);
             }
