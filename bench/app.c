@@ -8,8 +8,11 @@
  *         app --socket PATH [--backlog N]
  *                                      open and listen on a unix socket itself
  *                                      (FastCgiExternalServer / ProxyPass unix:)
+ *         app ... --threads N          N threads, each with its own FCGX_Request,
+ *                                      taking turns in accept() (a multi-threaded
+ *                                      application: N connections at once per process)
  *
- * A single-threaded FCGX_Accept_r loop, like most libfcgi applications.  The request
+ * By default a single-threaded FCGX_Accept_r loop, like most libfcgi applications.  The request
  * is chosen by the query string when there is one (/app.fcgi?small), otherwise by the
  * end of REQUEST_URI's path, so the same binary answers under any prefix
  * (/app.fcgi/small, /app/small, /app.fcgi?small, ...):
@@ -25,6 +28,7 @@
  * so that libfcgi keeps FCGI_KEEP_CONN connections open.
  */
 #include <fcgiapp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +39,7 @@
 #define SMALL_BODY "Hello, world!"
 
 static char big[BIG_LEN];
-static char inbuf[65536];
+static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The route: the whole query string when there is one, else the path's last segment. */
 static int route_is(const char *uri, size_t n, const char *query, const char *name)
@@ -48,6 +52,7 @@ static int route_is(const char *uri, size_t n, const char *query, const char *na
 
 static long drain(FCGX_Stream *in)
 {
+    char inbuf[65536];
     long total = 0;
     int n;
     while ((n = FCGX_GetStr(inbuf, (int)sizeof inbuf, in)) > 0)
@@ -66,42 +71,21 @@ static void reply(FCGX_Request *r, const char *status, const char *body, size_t 
         FCGX_PutStr(body, (int)len, r->out);
 }
 
-int main(int argc, char **argv)
+/* One thread's accept loop on the listening socket `arg`. */
+static void *serve(void *arg)
 {
     FCGX_Request req;
-    int sock = 0, backlog = 1024, i;
-    const char *path = NULL;
-
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
-            path = argv[++i];
-        else if (strcmp(argv[i], "--backlog") == 0 && i + 1 < argc)
-            backlog = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: %s [--socket PATH [--backlog N]]\n", argv[0]);
-            return 2;
-        }
-    }
-    for (i = 0; i < BIG_LEN; i++)
-        big[i] = (char)('a' + i % 26);
-    signal(SIGPIPE, SIG_IGN);
-    if (FCGX_Init() != 0) {
-        fprintf(stderr, "app: FCGX_Init failed\n");
-        return 1;
-    }
-    if (path != NULL) {
-        sock = FCGX_OpenSocket(path, backlog);
-        if (sock < 0) {
-            fprintf(stderr, "app: cannot listen on %s\n", path);
-            return 1;
-        }
-        chmod(path, 0777);
-    }
-    if (FCGX_InitRequest(&req, sock, 0) != 0) {
+    if (FCGX_InitRequest(&req, (int)(long)arg, 0) != 0) {
         fprintf(stderr, "app: FCGX_InitRequest failed\n");
-        return 1;
+        exit(1);
     }
-    while (FCGX_Accept_r(&req) >= 0) {
+    for (;;) {
+        int rc;
+        pthread_mutex_lock(&accept_lock);
+        rc = FCGX_Accept_r(&req);
+        pthread_mutex_unlock(&accept_lock);
+        if (rc < 0)
+            break;
         const char *uri = FCGX_GetParam("REQUEST_URI", req.envp);
         const char *method = FCGX_GetParam("REQUEST_METHOD", req.envp);
         const char *query;
@@ -141,5 +125,47 @@ int main(int argc, char **argv)
         }
         FCGX_Finish_r(&req);
     }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int sock = 0, backlog = 1024, threads = 1, i;
+    pthread_t tid;
+    const char *path = NULL;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--backlog") == 0 && i + 1 < argc)
+            backlog = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--socket PATH [--backlog N]] [--threads N]\n", argv[0]);
+            return 2;
+        }
+    }
+    for (i = 0; i < BIG_LEN; i++)
+        big[i] = (char)('a' + i % 26);
+    signal(SIGPIPE, SIG_IGN);
+    if (FCGX_Init() != 0) {
+        fprintf(stderr, "app: FCGX_Init failed\n");
+        return 1;
+    }
+    if (path != NULL) {
+        sock = FCGX_OpenSocket(path, backlog);
+        if (sock < 0) {
+            fprintf(stderr, "app: cannot listen on %s\n", path);
+            return 1;
+        }
+        chmod(path, 0777);
+    }
+    for (i = 1; i < threads; i++)
+        if (pthread_create(&tid, NULL, serve, (void *)(long)sock) != 0) {
+            fprintf(stderr, "app: pthread_create failed\n");
+            return 1;
+        }
+    serve((void *)(long)sock);
     return 0;
 }
