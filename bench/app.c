@@ -80,10 +80,17 @@ static void *serve(void *arg)
         exit(1);
     }
     for (;;) {
-        int rc;
-        pthread_mutex_lock(&accept_lock);
+        /* The accept lock only around accept(): a thread whose connection was kept
+         * (FCGI_KEEP_CONN) reads its next request without it. (libfcgi's own threaded
+         * example locks around every FCGX_Accept_r, so a thread with a kept
+         * connection waits for the lock while another sits in accept() holding it,
+         * and the request on the kept connection waits for a new connection.) */
+        int rc, lock = req.ipcFd < 0;
+        if (lock)
+            pthread_mutex_lock(&accept_lock);
         rc = FCGX_Accept_r(&req);
-        pthread_mutex_unlock(&accept_lock);
+        if (lock)
+            pthread_mutex_unlock(&accept_lock);
         if (rc < 0)
             break;
         const char *uri = FCGX_GetParam("REQUEST_URI", req.envp);

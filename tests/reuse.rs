@@ -399,3 +399,60 @@ fn applications_dropping_kept_connections_lose_no_request() {
         "{errors:#?}"
     );
 }
+
+/// Builds tests/apps/threaded_example.c into `dir`.
+fn threaded_example(dir: &TestDir) -> std::path::PathBuf {
+    let out = dir.join("threaded_example");
+    let res = std::process::Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&out)
+        .arg(manifest_dir().join("tests/apps/threaded_example.c"))
+        .args(["-lfcgi", "-lpthread"])
+        .output()
+        .expect("run gcc");
+    assert!(res.status.success(), "gcc: {}", String::from_utf8_lossy(&res.stderr));
+    out
+}
+
+// Issue 11: a multi-threaded libfcgi application built like libfcgi's own threaded
+// example does not read the next request on a kept connection until a new connection
+// arrives (its accept mutex). Such a request is noticed after `STALL_AFTER` (1 s): keeping
+// stops for the application with one warning, and the (safe) request is sent again on a
+// fresh connection. Before, every such request waited for the idle timeout and failed.
+#[test]
+fn application_stalling_on_kept_connections_stops_reuse_and_loses_nothing() {
+    let dir = TestDir::new();
+    let prog = threaded_example(&dir);
+    let sock = dir.sock_dir().join("thr.sock");
+    let _app = AppProcess::start(&dir, "thr", AppSpec::new(&prog).listen_on_fd0(&sock));
+    let apache = start_in(
+        &dir,
+        &format!(
+            "FastCgiExternalServer @HTDOCS@/thr.fcgi -socket {} -keep-conn 2 -idle-timeout 20",
+            sock.display()
+        ),
+    );
+    let mark = apache.log_mark();
+    let mut c = apache.conn();
+    let start = Instant::now();
+    for i in 0..12 {
+        let t = Instant::now();
+        let req = build_request("GET", "/thr.fcgi", apache.port(), &[("Connection", "keep-alive")], None);
+        let r = c.roundtrip(&req);
+        assert_eq!(r.status, 200, "request {i}: {}\n{}", brief(&r), log_tail(&apache));
+        assert_eq!(r.body, b"thread ok\n");
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "request {i} waited {:?} (the idle timeout is 20 s)",
+            t.elapsed()
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(15), "{:?}", start.elapsed());
+    let log = apache.error_log_since(mark);
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("does not serve kept connections"))
+        .count();
+    assert_eq!(warnings, 1, "one warning:\n{log}");
+    assert!(error_lines(&apache, mark).is_empty(), "{log}");
+}

@@ -313,6 +313,7 @@ fuzz_target!(
             max_header_bytes: usize::from(inp.max_header).max(16),
             nudge_after: None,
             reused: false,
+            stall_after: None,
         };
         let mut conn = AppConn::from_stream(ours).expect("conn");
         let mut bufs = Buffers::default();

@@ -303,6 +303,12 @@ impl AppConn {
         self.last_id = id;
     }
 
+    /// Whether the application has left some of what was sent unread
+    /// (false if that cannot be told).
+    pub fn peer_has_unread(&self) -> bool {
+        crate::sys::sockq::peer_has_unread(self.stream.as_fd()).unwrap_or(false)
+    }
+
     /// Half-closes the write side (nothing more will be sent).
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);

@@ -93,6 +93,11 @@ pub trait Frontend {
     fn read_consumed(&mut self) -> Result<(), ClientGone> {
         Ok(())
     }
+
+    /// A request on a kept connection lay unread for
+    /// [`ExchangeOpts::stall_after`]: the application does not serve that
+    /// connection (see [`Failure::KeptStalled`]).
+    fn kept_stalled(&mut self) {}
 }
 
 /// Per-exchange settings.
@@ -113,6 +118,9 @@ pub struct ExchangeOpts {
     /// request, the request is sent again (once) on a connection from the
     /// `retry` argument of [`run`] (see `State::stale_connection`).
     pub reused: bool,
+    /// For a request on a kept connection: after this long without an
+    /// answer, check whether the application has read the request at all.
+    pub stall_after: Option<Duration>,
 }
 
 /// How the exchange ended, when it ended well.
@@ -169,6 +177,14 @@ pub enum Failure {
     /// A kept connection was closed after the request was sent, with no
     /// answer: the application may have run it, so it is not sent again.
     KeptClosed,
+    /// A safe request without a body lay unread on a kept connection for
+    /// [`ExchangeOpts::stall_after`]: the application is not serving that
+    /// connection (a multi-threaded libfcgi application built like libfcgi's
+    /// own threaded example finishes a request, then waits for its accept
+    /// lock while another thread holds it in accept(): the next request on
+    /// its kept connection waits for a new connection to come). Sent again
+    /// on a fresh connection.
+    KeptStalled,
 }
 
 /// A failure plus where in the exchange it happened.
@@ -249,6 +265,11 @@ impl ExchangeError {
                 0,
                 format!("{comm}: the application closed a kept connection without answering (the request is not sent again: it may have run)"),
             ),
+            Failure::KeptStalled => (
+                502,
+                0,
+                format!("{comm}: the application did not read a request on a kept connection, and no new connection could be made"),
+            ),
         }
     }
 }
@@ -328,6 +349,8 @@ struct State {
     /// nph output held until its status line is checked (`None` once
     /// checked, and when headers are parsed).
     nph_prefix: Option<Vec<u8>>,
+    /// Whether to look for a stalled kept connection (not after a retry).
+    stall_check: bool,
 }
 
 impl State {
@@ -352,6 +375,7 @@ impl State {
             trailing: false,
             body_limit: None,
             nph_prefix: (!opts.parse_headers).then(Vec::new),
+            stall_check: opts.stall_after.is_some(),
         }
     }
 
@@ -379,6 +403,7 @@ impl State {
             _ if !safe => false,
             Failure::Write(e) | Failure::Read(e) => refused(e),
             Failure::Incomplete => self.stdin_bytes == 0,
+            Failure::KeptStalled => true,
             _ => false,
         }
     }
@@ -421,6 +446,7 @@ pub fn run(
                     let body_done = st.body_done;
                     let stdin_bytes = st.stdin_bytes;
                     st = State::new(opts);
+                    st.stall_check = false;
                     st.body_done = body_done;
                     st.stdin_bytes = stdin_bytes;
                     continue;
@@ -490,6 +516,11 @@ fn drive(
     // until poll says so — each empty read is a wasted system call (issue
     // 11: two per request before).
     let mut may_read = false;
+    let mut next_stall = if st.stall_check {
+        opts.stall_after.map(|d| std::time::Instant::now() + d)
+    } else {
+        None
+    };
     loop {
         let mut progressed = false;
 
@@ -561,6 +592,7 @@ fn drive(
                 if st.first_byte.is_none() {
                     st.first_byte = Some(std::time::Instant::now());
                     next_nudge = None;
+                    next_stall = None;
                     fe.answered();
                 }
                 if handle_input(fe, opts, st, &bufs.input[..n])? {
@@ -593,6 +625,20 @@ fn drive(
         } else {
             remaining
         };
+        if let Some(due) = next_stall {
+            let now = std::time::Instant::now();
+            if due <= now {
+                next_stall = None;
+                if st.out_pos == bufs.out.len() && conn.peer_has_unread() {
+                    fe.kept_stalled();
+                    if st.body_done && st.stdin_bytes == 0 && fe.safe_method() {
+                        return Err(Failure::KeptStalled);
+                    }
+                }
+                continue;
+            }
+            wait_for = wait_for.min(due - now);
+        }
         if let Some(due) = next_nudge {
             let now = std::time::Instant::now();
             if due <= now {
@@ -856,6 +902,7 @@ mod tests {
             max_header_bytes: 64 * 1024,
             nudge_after: None,
             reused: false,
+            stall_after: None,
         }
     }
 

@@ -64,6 +64,10 @@ pub const IDLE_KEEP: Duration = Duration::from_secs(5);
 /// A request on a fresh connection without an answer after this long
 /// counts as waiting for a process (rule 2).
 pub const WAIT_MARK: Duration = Duration::from_millis(1);
+/// A request on a kept connection that the application has not even read
+/// after this long means it does not serve kept connections: keeping stops
+/// for the application (see `exchange::Failure::KeptStalled`).
+pub const STALL_AFTER: Duration = Duration::from_secs(1);
 /// How long the `FCGI_GET_VALUES` question may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// The `cap` of a class whose capacity is still to be asked for.
@@ -451,6 +455,11 @@ impl Reuse {
 
     /// Takes the most recently pooled live connection of `slot`.
     fn pop_idle(&self, slot: usize) -> Option<AppConn> {
+        if self.shared.classes[slot].cap.load(SeqCst) == 0 {
+            // Keeping was stopped (`Lease::stop_keeping`): the idle ones go.
+            self.drop_idle(slot);
+            return None;
+        }
         loop {
             let idle = self.pool(slot).pop()?;
             self.count_idle(slot, false);
@@ -523,6 +532,15 @@ impl Reuse {
                 move || self.reap_forever(),
             );
         });
+    }
+
+    /// Closes every idle connection of `slot` in this child.
+    fn drop_idle(&self, slot: usize) {
+        let n = std::mem::take(&mut *self.pool(slot)).len();
+        for _ in 0..n {
+            self.count_idle(slot, false);
+            self.count_kept(slot, false);
+        }
     }
 
     /// Closes the idle connections of `slot` that must go: all of them while
@@ -746,6 +764,17 @@ impl Lease {
             self.waiting = true;
             self.reuse.count_waiting(self.slot, true);
         }
+    }
+
+    /// The application left this request unread on its kept connection:
+    /// keep nothing more for it (until the next configuration publishes its
+    /// capacity again) and close the idle ones. Returns whether this call
+    /// turned keeping off (for one log line).
+    pub fn stop_keeping(&mut self) -> bool {
+        let c = &self.reuse.shared.classes[self.slot];
+        let was = c.cap.swap(0, SeqCst);
+        self.reuse.drop_idle(self.slot);
+        was != 0 && was != CAP_PROBE
     }
 
     /// The application's first byte arrived: the request no longer waits.

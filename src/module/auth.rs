@@ -400,6 +400,7 @@ fn run(
         nudge_after: dynamic.map(|(_, d)| d),
         // Authorizer checks use a connection of their own each time.
         reused: false,
+        stall_after: None,
     };
     let mut fe = AuthFrontend {
         r,

@@ -166,6 +166,24 @@ impl Frontend for HttpdFrontend<'_> {
         }
     }
 
+    fn kept_stalled(&mut self) {
+        if let Some(lease) = self.lease.as_mut() {
+            if lease.stop_keeping() {
+                self.r.log(
+                    Level::Warn,
+                    0,
+                    &format!(
+                        "FastCGI: server \"{}\" left a request on a kept connection unread for {} ms: it does not serve \
+                         kept connections (e.g. a threaded libfcgi application holding its accept lock); connections \
+                         to it are no longer kept until the next restart (set -keep-conn 0 to make that permanent)",
+                        self.app,
+                        reuse::STALL_AFTER.as_millis()
+                    ),
+                );
+            }
+        }
+    }
+
     fn reconnected(&mut self) {
         // The new connection may wait in the backlog like any fresh one.
         if let Some(lease) = self.lease.as_mut() {
@@ -625,6 +643,9 @@ pub fn serve_with(
             _ => None,
         },
         reused,
+        // A kept connection whose request lies unread this long: the
+        // application is not serving it (see `Failure::KeptStalled`).
+        stall_after: reused.then_some(reuse::STALL_AFTER),
     };
     let out = r.new_brigade();
     let input = r.new_brigade();

@@ -14,4 +14,5 @@ pub mod pidfd;
 pub mod scm;
 pub mod shm;
 pub mod signals;
+pub mod sockq;
 pub mod wait;
