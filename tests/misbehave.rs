@@ -245,7 +245,7 @@ fn ipc_dir_removed_while_running_recovers_after_graceful_restart() {
     let app_path = probe_at(&dir, "s.fcgi");
     let apache = start_in(
         &dir,
-        "FastCgiIpcDir @ROOT@/ipc\nFastCgiServer @HTDOCS@/s.fcgi -processes 1 -init-start-delay 0",
+        "FastCgiIpcDir @ROOT@/ipc\nFastCgiServer @HTDOCS@/s.fcgi -processes 1 -init-start-delay 0 -keep-conn 0",
     );
     wait_class(&apache, &app_path, 1, &[], Duration::from_secs(15));
     let r = apache.get("/s.fcgi?mode=env");
