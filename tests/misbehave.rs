@@ -168,8 +168,7 @@ fn headers_one_byte_a_second_do_not_hold_the_idle_timeout_off() {
     assert!(!r.timed_out, "request held past the idle timeout: {r:?}");
     assert_eq!(r.status, 500, "{r:?}");
     assert!(r.elapsed < Duration::from_secs(8), "{:?}", r.elapsed);
-    let line = expect_one(&apache, mark, &[&idle_line(&apache)]);
-    assert!(line.contains("header bytes") || line.contains("idle timeout"), "{line}");
+    expect_one(&apache, mark, &[&idle_line(&apache)]);
     assert_serving(&apache);
 }
 
@@ -236,9 +235,11 @@ fn unanswered_request_after_client_left_frees_the_worker() {
 // ---------------------------------------------------------------------------------------
 
 /// `rm -rf` of FastCgiIpcDir under a static application: its socket file is gone, so
-/// requests get 503 with one connect line, nothing crashes; a graceful restart recreates
-/// the directory and the socket (the class is rebound when its socket file is missing)
-/// and requests succeed again.
+/// requests get 500 with one `failed to connect ... No such file or directory` line and
+/// nothing crashes; a graceful restart recreates the directory (httpd's configuration
+/// pass) and the process manager restarts the class on a new socket (before: the class was
+/// kept as "unchanged" and never reachable again). `-keep-conn 0`: a kept connection would
+/// go on working after the file is gone.
 #[test]
 fn ipc_dir_removed_while_running_recovers_after_graceful_restart() {
     let dir = TestDir::new();
@@ -287,7 +288,13 @@ impl Tmpfs {
     fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
         fs::create_dir_all(path).ok()?;
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700,uid=33,gid=33"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700,uid=33,gid=33"),
+                "tmpfs",
+            ])
             .arg(path)
             .status()
             .map(|s| s.success())
