@@ -15,8 +15,10 @@
 
 mod headers;
 mod stderr;
+mod stderr_cap;
 
 pub use headers::{
     nph_status_line, redirect_kind, HeaderError, HeaderScanner, Redirect, ResponseHead, Scan, NPH_PREFIX,
 };
 pub use stderr::{StderrEvent, StderrLines, STDERR_LINE_MAX};
+pub use stderr_cap::{StderrCap, StderrVerdict, STDERR_LOG_CAP};

@@ -501,6 +501,11 @@ pub fn run(
     }
 }
 
+/// Header bytes received so far while the head is incomplete.
+fn header_progress(st: &State) -> u64 {
+    st.scanner.as_ref().map_or(0, |s| s.bytes_received() as u64)
+}
+
 fn drive(
     conn: &mut AppConn,
     fe: &mut dyn Frontend,
@@ -587,7 +592,6 @@ fn drive(
                 return Err(eof_failure(st));
             }
             Ok(Some(n)) => {
-                idle.touch();
                 progressed = true;
                 if st.first_byte.is_none() {
                     st.first_byte = Some(std::time::Instant::now());
@@ -595,8 +599,13 @@ fn drive(
                     next_stall = None;
                     fe.answered();
                 }
+                let head_before = header_progress(st);
                 if handle_input(fe, opts, st, &bufs.input[..n])? {
                     return Ok(());
+                }
+                // Header bytes trickling in do not hold the idle timer off (issue 12).
+                if st.head.is_some() || header_progress(st) == head_before {
+                    idle.touch();
                 }
                 fe.read_consumed().map_err(|_| Failure::ClientGone)?;
             }
@@ -1517,6 +1526,31 @@ mod tests {
         assert!(matches!(err.failure, Failure::IdleTimeout));
         assert_eq!(err.header_bytes, 14);
         assert!(!err.body_started);
+    }
+
+    /// Issue 12: headers sent one byte at a time, each well within the idle timeout, do
+    /// not hold the request past it.
+    #[test]
+    fn trickled_headers_do_not_hold_the_idle_timer_off() {
+        let mut fake = Fake::default();
+        let mut o = opts();
+        o.idle_timeout = Duration::from_millis(400);
+        let t0 = std::time::Instant::now();
+        let err = run_with(&mut fake, &o, |mut s| {
+            let _ = read_request(&mut s);
+            for b in b"Content-Type: text/plain\r\n\r\nlate\n" {
+                let mut out = Vec::new();
+                proto::encode_stream(&mut out, RecordType::Stdout, 1, &[*b]);
+                if s.write_all(&out).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(err.failure, Failure::IdleTimeout));
+        assert!(err.header_bytes > 0 && err.header_bytes < 26, "{}", err.header_bytes);
+        assert!(t0.elapsed() < Duration::from_millis(2500), "{:?}", t0.elapsed());
     }
 
     #[test]

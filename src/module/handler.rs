@@ -8,7 +8,7 @@
 use super::connect::Runner;
 use super::env;
 use super::routing::{self, HANDLER};
-use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrEvent};
+use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrCap, StderrEvent, StderrVerdict};
 use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
 use crate::gateway::exchange::{self, ClientGone};
@@ -49,6 +49,8 @@ struct HttpdFrontend<'a> {
     app: &'a str,
     scratch: Vec<u8>,
     warned_long_stderr: bool,
+    /// Per-request cap on the stderr text logged.
+    stderr_cap: StderrCap,
     dynamic: Option<&'a DynamicCtx>,
     /// Bytes copied into `out` and not passed yet.
     pending: usize,
@@ -195,6 +197,8 @@ impl Frontend for HttpdFrontend<'_> {
     fn stderr(&mut self, event: StderrEvent<'_>) {
         let app = self.app;
         match event {
+            StderrEvent::Line { text, .. } if self.stderr_cap.line(text.len()) == StderrVerdict::Suppress => {}
+            StderrEvent::NulDiscarded(_) if self.stderr_cap.notice() == StderrVerdict::Suppress => {}
             StderrEvent::Line { text, too_long } => {
                 if too_long && !self.warned_long_stderr {
                     self.warned_long_stderr = true;
@@ -661,6 +665,7 @@ pub fn serve_with(
         app,
         scratch: Vec::new(),
         warned_long_stderr: false,
+        stderr_cap: StderrCap::default(),
         dynamic,
         pending: 0,
         transient: false,
@@ -669,6 +674,9 @@ pub fn serve_with(
     };
     let mut reconnect = || connect().ok();
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
+    if let Some(line) = fe.stderr_cap.summary(app) {
+        fe.r.log(Level::Error, 0, &line);
+    }
     conn.used_request_id(request_id);
     let HttpdFrontend {
         r,

@@ -350,7 +350,7 @@ impl Pm<'_> {
                 if cfg.hard_restart { ", hard restart" } else { "" }
             ),
         );
-        if self.dynamic_dir.as_ref() != Some(&cfg.dynamic.dynamic_dir) {
+        if self.dynamic_dir.as_ref() != Some(&cfg.dynamic.dynamic_dir) || !cfg.dynamic.dynamic_dir.is_dir() {
             // A new FastCgiIpcDir: create it, but never wipe a directory in use.
             self.os.prepare_dynamic_dir(&cfg.dynamic.dynamic_dir, false);
             self.dynamic_dir = Some(cfg.dynamic.dynamic_dir.clone());

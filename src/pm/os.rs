@@ -480,6 +480,13 @@ impl Effects for Os<'_> {
         self.ensure_socket(class, spec, "(dynamic) server").is_some()
     }
 
+    fn socket_gone(&mut self, class: ClassId) -> bool {
+        let Some(f) = self.sockets.get(&class).and_then(|(_, s, _)| s.file.as_ref()) else {
+            return false;
+        };
+        !matches!(stat(f.path.as_path()), Ok(st) if st.st_dev == f.dev && st.st_ino == f.ino)
+    }
+
     fn touch_socket(&mut self, class: ClassId) {
         let Some(f) = self.sockets.get(&class).and_then(|(_, s, _)| s.file.as_ref()) else {
             return;

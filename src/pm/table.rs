@@ -123,6 +123,11 @@ pub trait Effects {
     /// A process of `class` was started after its slot's previous process
     /// exited without the PM asking it to (for mod_status).
     fn restarted(&mut self, _class: ClassId, _kind: ClassKind, _spec: &ClassSpec) {}
+    /// The class's Unix socket file is no longer the one the PM bound (removed, e.g. with
+    /// FastCgiIpcDir): nobody can connect, so the class is restarted on a new one.
+    fn socket_gone(&mut self, _class: ClassId) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -750,6 +755,17 @@ impl Table {
             let keep = match c.kind {
                 ClassKind::Dynamic => keep_dynamic,
                 ClassKind::Static if cfg.hard_restart => false,
+                ClassKind::Static if fx.socket_gone(c.id) => {
+                    fx.log(
+                        LogLevel::Warn,
+                        format!(
+                            "FastCGI: {} \"{}\" socket file is gone (FastCgiIpcDir removed?): restarting it on a new socket",
+                            c.label(),
+                            c.name()
+                        ),
+                    );
+                    false
+                }
                 ClassKind::Static => match unmatched.iter_mut().find(|s| **s == Some(&c.spec)) {
                     Some(m) => {
                         *m = None;

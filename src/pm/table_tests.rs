@@ -34,6 +34,8 @@ struct Fake {
     wall: SystemTime,
     /// Classes given to `restarted`, in order.
     restarts: Vec<ClassId>,
+    /// Classes whose socket file is gone (`socket_gone`).
+    gone: HashSet<ClassId>,
 }
 
 impl Default for Fake {
@@ -49,6 +51,7 @@ impl Default for Fake {
             mtimes: HashMap::new(),
             wall: wall0(),
             restarts: vec![],
+            gone: HashSet::new(),
         }
     }
 }
@@ -97,6 +100,9 @@ impl Effects for Fake {
     }
     fn restarted(&mut self, class: ClassId, _kind: ClassKind, _spec: &ClassSpec) {
         self.restarts.push(class);
+    }
+    fn socket_gone(&mut self, class: ClassId) -> bool {
+        self.gone.contains(&class)
     }
 }
 
@@ -546,6 +552,30 @@ fn reconcile_identical_spec_keeps_everything() {
     assert!(only(&evs, not_log).is_empty(), "{evs:?}");
     assert_eq!(sim.running(), vec![1001, 1002, 1003]);
     assert_eq!(sim.table.classes().len(), 2);
+}
+
+/// Issue 12: FastCgiIpcDir removed while running. An unchanged class whose socket file
+/// is gone is retired (its socket released) and started again on a new socket; the
+/// other class is kept.
+#[test]
+fn reconcile_restarts_a_class_whose_socket_file_is_gone() {
+    let (mut sim, a, t) = running_pair();
+    sim.fx.gone.insert(0);
+    let mut c = cfg(vec![a.clone(), t.clone()]);
+    c.old_children = vec![];
+    sim.configure(&c);
+    sim.run_until(2000.0);
+    let evs = sim.take_log();
+    assert!(evs.contains(&Ev::Release(0)), "{evs:?}");
+    assert!(!evs.contains(&Ev::Release(1)), "{evs:?}");
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Ev::Log(LogLevel::Warn, m) if m.contains("socket file is gone"))),
+        "{evs:?}"
+    );
+    assert_eq!(evs.iter().filter(|e| matches!(e, Ev::Spawn(2))).count(), 2, "{evs:?}");
+    assert!(evs.contains(&Ev::Signal(1001, StopSignal::Term)), "{evs:?}");
+    assert!(!evs.iter().any(|e| matches!(e, Ev::Signal(1003, _))), "{evs:?}");
 }
 
 #[test]
