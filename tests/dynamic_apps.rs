@@ -93,25 +93,6 @@ fn log_lines(apache: &Apache, needle: &str) -> Vec<String> {
 // Helpers: requests
 // ---------------------------------------------------------------------------------------
 
-/// GET with a timeout; a failing connect is a response with status 0.
-fn get_tt(port: u16, path: &str, timeout: Duration) -> Response {
-    let raw = build_request("GET", path, port, &[], None);
-    match std::panic::catch_unwind(|| request_timeout(port, &raw, timeout)) {
-        Ok(r) => r,
-        Err(e) => Response {
-            error: Some(format!(
-                "client panicked: {}",
-                e.downcast_ref::<String>().cloned().unwrap_or_else(|| "?".into())
-            )),
-            ..Response::default()
-        },
-    }
-}
-
-fn get_t(port: u16, path: &str) -> Response {
-    get_tt(port, path, Duration::from_secs(15))
-}
-
 /// Asserts a 200 from the probe and returns the response and the serving pid.
 fn probe_ok(apache: &Apache, path: &str) -> (Response, i32) {
     let r = get_t(apache.port(), path);

@@ -100,16 +100,16 @@ fn timed(apache: &Apache, method: &str, path: &str, body: Option<&[u8]>) -> Resp
     )
 }
 
-/// A large POST to an application that never reads stdin: 500 after the idle timeout.
-#[test]
-fn app_never_reading_stdin_gets_500_after_idle_timeout() {
+/// A large POST to `mode` of the misbehaving application: 500 after the idle timeout,
+/// one idle-timeout line, Apache still serving.
+fn upload_gets_500_after_idle_timeout(mode: &str, seed: u64) {
     let dir = TestDir::new();
     let (_app, sock) = start_misbehave(&dir);
     let (_good, good) = start_probe_unix(&dir, "good");
     let apache = start(&sock, &good);
     let mark = apache.log_mark();
-    let body = pattern(8 << 20, 3);
-    let r = timed(&apache, "POST", "/app?mode=no_stdin", Some(&body));
+    let body = pattern(8 << 20, seed);
+    let r = timed(&apache, "POST", &format!("/app?mode={mode}"), Some(&body));
     assert!(!r.timed_out, "{r:?}");
     assert_eq!(r.status, 500, "{r:?}\n{}", apache.error_log_since(mark));
     assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
@@ -117,22 +117,17 @@ fn app_never_reading_stdin_gets_500_after_idle_timeout() {
     assert_serving(&apache);
 }
 
+/// A large POST to an application that never reads stdin: 500 after the idle timeout.
+#[test]
+fn app_never_reading_stdin_gets_500_after_idle_timeout() {
+    upload_gets_500_after_idle_timeout("no_stdin", 3);
+}
+
 /// The application reads 64 KiB of an upload, then stops reading: 500 after the idle
 /// timeout.
 #[test]
 fn app_stopping_reading_mid_upload_gets_500_after_idle_timeout() {
-    let dir = TestDir::new();
-    let (_app, sock) = start_misbehave(&dir);
-    let (_good, good) = start_probe_unix(&dir, "good");
-    let apache = start(&sock, &good);
-    let mark = apache.log_mark();
-    let body = pattern(8 << 20, 4);
-    let r = timed(&apache, "POST", "/app?mode=stop_reading", Some(&body));
-    assert!(!r.timed_out, "{r:?}");
-    assert_eq!(r.status, 500, "{r:?}\n{}", apache.error_log_since(mark));
-    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
-    expect_one(&apache, mark, &[&idle_line(&apache)]);
-    assert_serving(&apache);
+    upload_gets_500_after_idle_timeout("stop_reading", 4);
 }
 
 /// Headers and part of the body, then silence: the response is cut (no error page) after

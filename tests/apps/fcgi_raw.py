@@ -87,3 +87,22 @@ def listen_unix(path, backlog=64):
     os.chmod(path, 0o666)
     srv.listen(backlog)
     return srv
+
+
+def serve_forever(path, serve, quiet=(EOFError, ConnectionError, BrokenPipeError, OSError)):
+    """Listens at `path` and runs `serve(conn)` in a thread per connection; the
+    errors in `quiet` (a gateway closing early) end a connection silently."""
+    import threading
+
+    def handle(conn):
+        try:
+            serve(conn)
+        except quiet:
+            pass
+        finally:
+            conn.close()
+
+    srv = listen_unix(path)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()

@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.parse
 
-from fcgi_raw import BEGIN, PARAMS, STDIN, STDOUT, end, listen_unix, parse_nv, read_record, rec
+from fcgi_raw import BEGIN, PARAMS, STDIN, STDOUT, end, parse_nv, serve_forever, read_record, rec
 
 INJECTED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\ninjected"
 HEAD = b"Status: 200 OK\r\nContent-Type: text/plain\r\n"
@@ -103,20 +103,8 @@ def serve(conn):
             return
 
 
-def handle(conn):
-    try:
-        serve(conn)
-    except (EOFError, ConnectionError, BrokenPipeError, struct.error):
-        pass
-    finally:
-        conn.close()
-
-
 def main():
-    srv = listen_unix(sys.argv[1])
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    serve_forever(sys.argv[1], serve, (EOFError, ConnectionError, BrokenPipeError, struct.error))
 
 
 if __name__ == "__main__":

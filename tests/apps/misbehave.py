@@ -14,11 +14,10 @@ connection it holds forever does not stop the next request. The `mode` query par
 """
 import socket
 import sys
-import threading
 import time
 import urllib.parse
 
-from fcgi_raw import BEGIN, PARAMS, STDERR, STDIN, STDOUT, end, listen_unix, parse_nv, read_record, rec
+from fcgi_raw import BEGIN, PARAMS, STDERR, STDIN, STDOUT, end, parse_nv, serve_forever, read_record, rec
 
 HEAD = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n"
 
@@ -85,20 +84,8 @@ def serve(conn):
         conn.sendall(rec(STDOUT, rid, HEAD + b"ok\n") + end(rid))
 
 
-def handle(conn):
-    try:
-        serve(conn)
-    except (EOFError, ConnectionError, BrokenPipeError, OSError):
-        pass
-    finally:
-        conn.close()
-
-
 def main():
-    srv = listen_unix(sys.argv[1])
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    serve_forever(sys.argv[1], serve, (EOFError, ConnectionError, BrokenPipeError, OSError))
 
 
 if __name__ == "__main__":

@@ -55,8 +55,13 @@ pub fn kill9(pid: i32) {
 
 /// GET with a 15 s timeout; a failing connect is a response with status 0.
 pub fn get_t(port: u16, path: &str) -> Response {
+    get_tt(port, path, Duration::from_secs(15))
+}
+
+/// GET with a timeout; a failing connect is a response with status 0.
+pub fn get_tt(port: u16, path: &str, timeout: Duration) -> Response {
     let raw = build_request("GET", path, port, &[], None);
-    match std::panic::catch_unwind(|| request_timeout(port, &raw, Duration::from_secs(15))) {
+    match std::panic::catch_unwind(|| request_timeout(port, &raw, timeout)) {
         Ok(r) => r,
         Err(e) => Response {
             error: Some(format!(
