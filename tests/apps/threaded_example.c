@@ -8,12 +8,14 @@
  * Under FCGI_KEEP_CONN this pattern stalls: a thread finishes a request on a kept
  * connection, then waits for the mutex while another thread holds it inside accept(),
  * so the next request on the kept connection is not read until a new connection arrives.
- * Answers "thread ok\n".
+ * Answers "thread ok\n" after 20 ms of "work" (during which another thread takes the
+ * mutex: the stall then happens at once, whatever the scheduler).
  */
 #include <fcgiapp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static pthread_mutex_t accept_mutex = PTHREAD_MUTEX_INITIALIZER;
 
@@ -32,6 +34,8 @@ static void *serve(void *arg)
             break;
         while (FCGX_GetStr(buf, sizeof buf, request.in) > 0)
             ;
+        /* Some work: meanwhile a waiting thread surely takes the mutex into accept(). */
+        usleep(20000);
         FCGX_FPrintF(request.out, "Content-Type: text/plain\r\nContent-Length: 10\r\n\r\nthread ok\n");
         FCGX_Finish_r(&request);
     }
