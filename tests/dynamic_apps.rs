@@ -93,19 +93,6 @@ fn log_lines(apache: &Apache, needle: &str) -> Vec<String> {
 // Helpers: requests
 // ---------------------------------------------------------------------------------------
 
-/// Asserts a 200 from the probe and returns the response and the serving pid.
-fn probe_ok(apache: &Apache, path: &str) -> (Response, i32) {
-    let r = get_t(apache.port(), path);
-    assert!(
-        r.status == 200 && r.complete,
-        "GET {path}: {}\n{}",
-        brief(&r),
-        evidence(apache)
-    );
-    let pid = served_by(&r).unwrap_or_else(|| panic!("GET {path}: no X-Probe-Pid\n{}", brief(&r)));
-    (r, pid)
-}
-
 /// Asserts that `path` is refused with `status` and that the log then has `needle`.
 fn assert_refused(apache: &Apache, path: &str, status: u16, needle: &str) {
     let mark = apache.log_mark();
@@ -236,7 +223,7 @@ fn first_request_starts_one_process_on_a_dynamic_socket() {
     // Later requests go to the same process, fast.
     let mut lat = Vec::new();
     for _ in 0..5 {
-        let (r, p) = probe_ok(&apache, "/dyn/probe.fcgi?mode=env");
+        let (r, p) = probe_ok_response(&apache, "/dyn/probe.fcgi?mode=env");
         lat.push(format!("{:.1}ms", r.elapsed.as_secs_f64() * 1000.0));
         assert_eq!(
             p,
@@ -472,7 +459,7 @@ fn class_grows_under_load_up_to_max_class_processes_then_shrinks() {
         evidence(&apache)
     );
     // The survivor still answers.
-    probe_ok(&apache, "/dyn/probe.fcgi");
+    probe_ok_response(&apache, "/dyn/probe.fcgi");
 }
 
 #[test]
@@ -515,14 +502,14 @@ fn auto_update_restarts_the_app_when_its_file_is_newer() {
     let dir = TestDir::new();
     let app = probe_at(&dir, "dyn/probe.fcgi");
     let apache = start_in(&dir, &format!("{IPC}\nFastCgiConfig -autoUpdate\n{}", dyn_dir("dyn")));
-    let (_, old) = probe_ok(&apache, "/dyn/probe.fcgi");
-    let (_, again) = probe_ok(&apache, "/dyn/probe.fcgi");
+    let (_, old) = probe_ok_response(&apache, "/dyn/probe.fcgi");
+    let (_, again) = probe_ok_response(&apache, "/dyn/probe.fcgi");
     assert_eq!(again, old, "without a change the same process serves");
 
     let mark = apache.log_mark();
     let mtime = set_mtime_future(&app, 2);
     let t0 = Instant::now();
-    let (r, new) = probe_ok(&apache, "/dyn/probe.fcgi");
+    let (r, new) = probe_ok_response(&apache, "/dyn/probe.fcgi");
     eprintln!(
         "after touching the file: served by {new} (before {old}) in {:.3} s",
         t0.elapsed().as_secs_f64()
@@ -553,8 +540,8 @@ fn auto_update_restarts_the_app_when_its_file_is_newer() {
     while now_secs() <= mtime + 1 {
         thread::sleep(Duration::from_millis(100));
     }
-    let (ra, a) = probe_ok(&apache, "/dyn/probe.fcgi");
-    let (rb, b) = probe_ok(&apache, "/dyn/probe.fcgi");
+    let (ra, a) = probe_ok_response(&apache, "/dyn/probe.fcgi");
+    let (rb, b) = probe_ok_response(&apache, "/dyn/probe.fcgi");
     eprintln!(
         "after the mtime passed: pid {a} in {:.3} s, pid {b} in {:.3} s",
         ra.elapsed.as_secs_f64(),
@@ -696,8 +683,8 @@ fn stop_leaves_no_dynamic_process_and_no_socket() {
             dyn_dir("dyn")
         ),
     );
-    let (_, pa) = probe_ok(&apache, "/dyn/probe.fcgi");
-    let (_, pb) = probe_ok(&apache, "/ah/other.fcgi");
+    let (_, pa) = probe_ok_response(&apache, "/dyn/probe.fcgi");
+    let (_, pb) = probe_ok_response(&apache, "/ah/other.fcgi");
     assert_ne!(pa, pb, "two dynamic applications share a process");
     let mut socks = dynamic_dir_entries(&dir);
     socks.sort();
@@ -736,7 +723,7 @@ fn graceful_restart_keeps_the_dynamic_process() {
             dyn_dir("dyn")
         ),
     );
-    let (_, pid) = probe_ok(&apache, "/dyn/probe.fcgi?mode=env");
+    let (_, pid) = probe_ok_response(&apache, "/dyn/probe.fcgi?mode=env");
     assert_eq!(
         environ(pid),
         vec!["DYN_A=1".to_string(), "DYN_B=two".to_string()],
@@ -744,7 +731,7 @@ fn graceful_restart_keeps_the_dynamic_process() {
     );
     let pm_before = pm_pids(&apache);
     apache.graceful();
-    let (_, after) = probe_ok(&apache, "/dyn/probe.fcgi");
+    let (_, after) = probe_ok_response(&apache, "/dyn/probe.fcgi");
     eprintln!(
         "graceful: pm {pm_before:?} -> {:?}, dynamic process {pid} -> {after}",
         pm_pids(&apache)

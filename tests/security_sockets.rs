@@ -135,6 +135,14 @@ fn assert_nothing_leaked(sq: &Squatter) {
 /// directory before Apache starts: the process manager cannot bind it,
 /// and requests get 503 with a log line naming the path and the uid —
 /// the squatter sees no connection, no cookie, no body.
+/// A directory anyone may write in (not sticky): the administrator's mistake
+/// the attacks below exploit.
+fn open_dir(dir: &TestDir) -> std::path::PathBuf {
+    let open = dir.mkdir("open");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    open
+}
+
 #[test]
 fn squatted_static_socket_receives_nothing() {
     let dir = TestDir::new();
@@ -258,8 +266,7 @@ fn peer_credentials_are_those_of_the_listener() {
 fn config_test_refuses_socket_in_open_directory() {
     let dir = TestDir::new();
     let app = probe_at(&dir, "fcgi/app.fcgi");
-    let open = dir.mkdir("open");
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let open = open_dir(&dir);
     let (ok, out) = Apache::config_test(&conf_in(
         &dir,
         &format!("FastCgiServer {} -socket {}/a.sock", app.display(), open.display()),
@@ -385,8 +392,7 @@ fn as_nobody(script: &str) {
 fn swapped_ipc_dir_delivers_nothing() {
     let dir = TestDir::new();
     let app = probe_at(&dir, "fcgi/app.fcgi");
-    let open = dir.mkdir("open");
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let open = open_dir(&dir);
     let ipc = open.join("ipc");
     let apache = start_in(
         &dir,
@@ -433,8 +439,7 @@ fn swapped_ipc_dir_delivers_nothing() {
 fn pm_binds_nothing_in_a_swapped_ipc_dir() {
     let dir = TestDir::new();
     let _app = probe_at(&dir, "dyn/probe.fcgi");
-    let open = dir.mkdir("open");
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let open = open_dir(&dir);
     let ipc = open.join("ipc");
     let apache = start_in(
         &dir,

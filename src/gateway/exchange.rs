@@ -1069,6 +1069,17 @@ mod tests {
         assert!(r.reusable);
     }
 
+    /// A fresh connection to an application thread that reads one request
+    /// and answers `answer(its stdin)` as STDOUT.
+    fn answering_conn(answer: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static) -> AppConn {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        thread::spawn(move || {
+            let (_p, stdin) = read_request(&mut theirs);
+            respond(&mut theirs, &answer(&stdin));
+        });
+        AppConn::from_stream(ours).unwrap()
+    }
+
     /// Runs one request on a "kept" connection the application has already
     /// closed; `retry` hands out a working one.
     #[allow(clippy::result_large_err)]
@@ -1079,15 +1090,9 @@ mod tests {
         let mut calls = 0;
         let mut retry = || {
             calls += 1;
-            let (ours, mut theirs) = UnixStream::pair().unwrap();
-            thread::spawn(move || {
-                let (_p, stdin) = read_request(&mut theirs);
-                respond(
-                    &mut theirs,
-                    format!("Content-Type: text/plain\r\n\r\nfresh {}", stdin.len()).as_bytes(),
-                );
-            });
-            Some(AppConn::from_stream(ours).unwrap())
+            Some(answering_conn(|stdin| {
+                format!("Content-Type: text/plain\r\n\r\nfresh {}", stdin.len()).into_bytes()
+            }))
         };
         let o = ExchangeOpts { reused, ..opts() };
         let r = run(
@@ -1159,12 +1164,7 @@ mod tests {
             let mut calls = 0;
             let mut retry = || {
                 calls += 1;
-                let (ours, mut theirs) = UnixStream::pair().unwrap();
-                thread::spawn(move || {
-                    let _ = read_request(&mut theirs);
-                    respond(&mut theirs, b"Content-Type: text/plain\r\n\r\nagain");
-                });
-                Some(AppConn::from_stream(ours).unwrap())
+                Some(answering_conn(|_| b"Content-Type: text/plain\r\n\r\nagain".to_vec()))
             };
             let mut fake = Fake {
                 safe,

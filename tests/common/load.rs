@@ -75,6 +75,11 @@ pub fn get_tt(port: u16, path: &str, timeout: Duration) -> Response {
 
 /// Asserts a 200 from the probe and returns the serving pid.
 pub fn probe_ok(apache: &Apache, path: &str) -> i32 {
+    probe_ok_response(apache, path).1
+}
+
+/// Asserts a 200 from the probe and returns the response and the serving pid.
+pub fn probe_ok_response(apache: &Apache, path: &str) -> (Response, i32) {
     let r = get_t(apache.port(), path);
     assert!(
         r.status == 200 && r.complete,
@@ -82,7 +87,8 @@ pub fn probe_ok(apache: &Apache, path: &str) -> i32 {
         brief(&r),
         evidence(apache)
     );
-    served_by(&r).unwrap_or_else(|| panic!("GET {path}: no X-Probe-Pid\n{}", brief(&r)))
+    let pid = served_by(&r).unwrap_or_else(|| panic!("GET {path}: no X-Probe-Pid\n{}", brief(&r)));
+    (r, pid)
 }
 
 /// Polls GET `path` until a 200 comes back (each try up to 15 s) or `timeout` passes.
