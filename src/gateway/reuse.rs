@@ -597,11 +597,7 @@ impl Reuse {
     /// its row.
     pub fn child_exit(&self) {
         for slot in 0..MAX_CLASSES {
-            let n = std::mem::take(&mut *self.pool(slot)).len();
-            for _ in 0..n {
-                self.count_idle(slot, false);
-                self.count_kept(slot, false);
-            }
+            self.drop_idle(slot);
         }
         if let Some(Some(i)) = self.row.get() {
             self.shared.drop_row(&self.shared.rows[*i]);
@@ -754,7 +750,7 @@ impl Lease {
             self.fresh = true;
             self.reuse.count_fresh(self.slot, true);
         }
-        self.reuse.shared.classes[self.slot].kept.load(SeqCst) > 0
+        self.reuse.shared.kept(self.slot) > 0
     }
 
     /// No answer [`WAIT_MARK`] after a fresh connection: the request waits
