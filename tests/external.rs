@@ -1037,11 +1037,8 @@ fn config_errors_of_fastcgi_external_server() {
         &["FastCgiExternalServer /x", "-socket or -host option missing"],
     );
     config_fails(
-        "FastCgiExternalServer /x -host 127.0.0.1:9000 -socket /tmp/x.sock",
-        &[
-            "FastCgiExternalServer /x",
-            "-host and -socket are mutually exclusive options",
-        ],
+        "FastCgiExternalServer /x -host 127.0.0.1:9000 -socket /tmp/x.sock -retry 0",
+        &["FastCgiExternalServer /x", "-retry"],
     );
     config_fails(
         "FastCgiExternalServer",

@@ -232,10 +232,33 @@ pub enum AppAddr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalServer {
     pub path: PathBuf,
-    pub addr: AppAddr,
+    /// The backends, in the order given (issue 14: `-host` and `-socket`
+    /// repeat and mix; a `-host` name resolving to several addresses gives
+    /// one backend per address). Never empty, no duplicates.
+    pub addrs: Vec<AppAddr>,
+    /// `-retry n` seconds (default [`DEFAULT_RETRY`]): how long a backend
+    /// that failed stays out of the choice before it is probed again (only
+    /// with several backends).
+    pub retry: u32,
     pub opts: ConnOptions,
     /// Resolved `-user`/`-group` (with a wrapper only).
     pub identity: Option<Identity>,
+}
+
+/// A backend as written in `FastCgiExternalServer`.
+enum Backend {
+    Host((String, u16)),
+    Socket(String),
+}
+
+/// `-retry` default, seconds.
+pub const DEFAULT_RETRY: u32 = 10;
+
+impl ExternalServer {
+    /// The first backend (the only one, unless several were configured).
+    pub fn addr(&self) -> &AppAddr {
+        &self.addrs[0]
+    }
 }
 
 /// Where the process manager creates a static server's listening socket.
@@ -1006,8 +1029,9 @@ impl ConfigState {
         }
 
         let mut opts = ConnOptions::default();
-        let mut host: Option<(String, u16)> = None;
-        let mut socket: Option<String> = None;
+        // Backends in the order given: `-host` (resolved below) or `-socket`.
+        let mut given: Vec<Backend> = Vec::new();
+        let mut retry = DEFAULT_RETRY;
         while let Some(option) = words.next() {
             let lower = option.to_ascii_lowercase();
             let invalid = |reason: String| ConfigError::InvalidValue {
@@ -1021,8 +1045,11 @@ impl ConfigState {
                 continue;
             }
             match lower.as_str() {
-                "-host" => host = Some(values::host_and_port(&value(&mut words)).map_err(invalid)?),
-                "-socket" => socket = Some(text(&mut words).map_err(invalid)?),
+                "-host" => given.push(Backend::Host(
+                    values::host_and_port(&value(&mut words)).map_err(invalid)?,
+                )),
+                "-socket" => given.push(Backend::Socket(text(&mut words).map_err(invalid)?)),
+                "-retry" => retry = values::unsigned(&value(&mut words), 1).map_err(invalid)?,
                 "-peer-user" => {
                     let name = text(&mut words).map_err(invalid)?;
                     let uid = match name.strip_prefix('#') {
@@ -1050,45 +1077,74 @@ impl ConfigState {
         if identity.is_some() {
             self.check_redefinition(directive, &path, ServerKind::External, identity.as_ref())?;
         }
-        let addr = match (host, socket) {
-            (Some(_), Some(_)) => return Err(subject_err("-host and -socket are mutually exclusive options".into())),
-            (None, None) => return Err(subject_err("-socket or -host option missing".into())),
-            (Some(_), None) if opts.peer_uid.is_some() => {
-                return Err(ConfigError::InvalidValue {
-                    directive: directive.to_string(),
-                    path: Some(shown.clone()),
-                    option: "-peer-user".into(),
-                    reason: "only works with -socket (a TCP peer's user can't be checked)".into(),
-                })
+        if given.is_empty() {
+            return Err(subject_err("-socket or -host option missing".into()));
+        }
+        if opts.peer_uid.is_some() && given.iter().any(|b| matches!(b, Backend::Host(_))) {
+            return Err(ConfigError::InvalidValue {
+                directive: directive.to_string(),
+                path: Some(shown.clone()),
+                option: "-peer-user".into(),
+                reason: "only works with -socket (a TCP peer's user can't be checked)".into(),
+            });
+        }
+        let mut addrs: Vec<AppAddr> = Vec::new();
+        for b in given {
+            let found = match b {
+                Backend::Host((h, port)) => self
+                    .resolve_all(&h, port)
+                    .map_err(subject_err)?
+                    .into_iter()
+                    .map(AppAddr::Tcp)
+                    .collect(),
+                Backend::Socket(name) => {
+                    let sock = self.socket_path(&name);
+                    check_socket_len(&sock).map_err(subject_err)?;
+                    vec![AppAddr::Unix(sock)]
+                }
+            };
+            // (The same backend named twice, or reached through two names,
+            // counts once.)
+            for a in found {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
             }
-            (Some((h, port)), None) => AppAddr::Tcp(self.resolve(&h, port).map_err(subject_err)?),
-            (None, Some(name)) => {
-                let sock = self.socket_path(&name);
-                check_socket_len(&sock).map_err(subject_err)?;
-                AppAddr::Unix(sock)
-            }
-        };
+        }
         self.servers.push(Server::External(ExternalServer {
             path,
-            addr,
+            addrs,
+            retry,
             opts,
             identity,
         }));
         Ok(())
     }
 
-    /// `-host` address: IP literals directly, names through the resolver
-    /// (first address wins).
-    fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
+    /// Every address of a `-host` name (one for an IP literal), in the
+    /// resolver's order, without duplicates.
+    fn resolve_all(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, port));
+            return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let failed = format!("failed to resolve \"{host}\" to an IP address");
         if host.is_empty() {
             return Err(failed);
         }
         match (self.env.resolve)(host, port) {
-            Ok(addrs) => addrs.first().map(|a| SocketAddr::new(a.ip(), port)).ok_or(failed),
+            Ok(found) => {
+                let mut addrs: Vec<SocketAddr> = Vec::new();
+                for a in found.into_iter().map(|a| SocketAddr::new(a.ip(), port)) {
+                    if !addrs.contains(&a) {
+                        addrs.push(a);
+                    }
+                }
+                if addrs.is_empty() {
+                    Err(failed)
+                } else {
+                    Ok(addrs)
+                }
+            }
             Err(e) => Err(format!("{failed}: {}", strerror(&e))),
         }
     }

@@ -905,28 +905,28 @@ fn external_options_accepted() {
     type Check = fn(&ExternalServer) -> bool;
     let cases: &[(&str, Check)] = &[
         ("-host 127.0.0.1:9000", |s| {
-            s.addr == AppAddr::Tcp(tcp("127.0.0.1:9000"))
+            *s.addr() == AppAddr::Tcp(tcp("127.0.0.1:9000"))
         }),
         ("-HOST 127.0.0.1:65535", |s| {
-            s.addr == AppAddr::Tcp(tcp("127.0.0.1:65535"))
+            *s.addr() == AppAddr::Tcp(tcp("127.0.0.1:65535"))
         }),
-        ("-host 127.0.0.1:1", |s| s.addr == AppAddr::Tcp(tcp("127.0.0.1:1"))),
+        ("-host 127.0.0.1:1", |s| *s.addr() == AppAddr::Tcp(tcp("127.0.0.1:1"))),
         ("-host app.example:9000", |s| {
-            s.addr == AppAddr::Tcp(tcp("10.0.0.5:9000"))
+            *s.addr() == AppAddr::Tcp(tcp("10.0.0.5:9000"))
         }),
         ("-host multi.example:9000", |s| {
-            s.addr == AppAddr::Tcp(tcp("10.0.0.6:9000"))
+            *s.addr() == AppAddr::Tcp(tcp("10.0.0.6:9000"))
         }),
         ("-host v6.example:9000", |s| {
-            s.addr == AppAddr::Tcp(tcp("[2001:db8::5]:9000"))
+            *s.addr() == AppAddr::Tcp(tcp("[2001:db8::5]:9000"))
         }),
-        ("-host [::1]:9000", |s| s.addr == AppAddr::Tcp(tcp("[::1]:9000"))),
+        ("-host [::1]:9000", |s| *s.addr() == AppAddr::Tcp(tcp("[::1]:9000"))),
         ("-host [2001:db8::1]:80", |s| {
-            s.addr == AppAddr::Tcp(tcp("[2001:db8::1]:80"))
+            *s.addr() == AppAddr::Tcp(tcp("[2001:db8::1]:80"))
         }),
-        ("-socket ext.sock", |s| s.addr == AppAddr::Unix(ipc("ext.sock"))),
+        ("-socket ext.sock", |s| *s.addr() == AppAddr::Unix(ipc("ext.sock"))),
         ("-Socket /run/ext.sock", |s| {
-            s.addr == AppAddr::Unix("/run/ext.sock".into())
+            *s.addr() == AppAddr::Unix("/run/ext.sock".into())
         }),
         ("-socket s -appConnTimeout 5", |s| s.opts.app_conn_timeout == 5),
         ("-socket s -idle-timeout 60", |s| s.opts.idle_timeout == 60),
@@ -981,11 +981,6 @@ fn external_rejections() {
             d,
             format!("{P} -flush"),
             format!("{d} {P}: -socket or -host option missing"),
-        ),
-        (
-            d,
-            format!("{P} -host 127.0.0.1:1 -socket s"),
-            format!("{d} {P}: -host and -socket are mutually exclusive options"),
         ),
         (
             d,
@@ -1992,7 +1987,7 @@ fn find_server_rt10() {
     s.external_server("FastCgiExternalServer", "/x/app -socket second")
         .unwrap();
     let hit = s.find_server(Path::new("/x/app/sub/z")).unwrap();
-    assert_eq!(as_external(hit).addr, AppAddr::Unix(ipc("second")));
+    assert_eq!(*as_external(hit).addr(), AppAddr::Unix(ipc("second")));
     // Without a wrapper, identities are ignored.
     assert!(s.find_server_for_identity(Path::new("/x/app"), 0, 0).is_some());
 }
@@ -2242,10 +2237,14 @@ fn legacy_fixes_are_in_place() {
     assert!(st()
         .external_server("FastCgiExternalServer", "/e -host 127.0.0.1:70000")
         .is_err());
-    assert_eq!(external_ok("/e -host [::1]:9000").addr, AppAddr::Tcp(tcp("[::1]:9000")));
     assert_eq!(
-        external_ok("/e -host multi.example:1").addr,
-        AppAddr::Tcp(tcp("10.0.0.6:1"))
+        *external_ok("/e -host [::1]:9000").addr(),
+        AppAddr::Tcp(tcp("[::1]:9000"))
+    );
+    // (Issue 14: a name with several addresses is several backends.)
+    assert_eq!(
+        external_ok("/e -host multi.example:1").addrs,
+        vec![AppAddr::Tcp(tcp("10.0.0.6:1")), AppAddr::Tcp(tcp("10.0.0.7:1"))]
     );
     // 4. -pass-header needs a value
     assert!(st()
@@ -2488,4 +2487,60 @@ fn spool_directives() {
         e,
         "FastCgiSpoolTotal: \"0\" must be a number of bytes >= 1 (optionally followed by K, M or G)"
     );
+}
+
+/// Issue 14: `-host` and `-socket` repeat and mix, in the order given; a
+/// name with several addresses gives one backend each; the same backend
+/// twice counts once; `-retry` (default 10 s, at least 1).
+#[test]
+fn external_several_backends() {
+    let x = external_ok("/e -host 127.0.0.1:9000 -socket a -host 127.0.0.1:9001 -socket /run/b.sock");
+    assert_eq!(
+        x.addrs,
+        vec![
+            AppAddr::Tcp(tcp("127.0.0.1:9000")),
+            AppAddr::Unix(ipc("a")),
+            AppAddr::Tcp(tcp("127.0.0.1:9001")),
+            AppAddr::Unix("/run/b.sock".into()),
+        ]
+    );
+    assert_eq!(x.retry, DEFAULT_RETRY);
+    assert_eq!(DEFAULT_RETRY, 10);
+    assert_eq!(external_ok("/e -socket a").addrs.len(), 1, "one backend as before");
+    let x = external_ok("/e -host multi.example:9 -host 10.0.0.6:9 -socket a -socket a -retry 3");
+    assert_eq!(
+        x.addrs,
+        vec![
+            AppAddr::Tcp(tcp("10.0.0.6:9")),
+            AppAddr::Tcp(tcp("10.0.0.7:9")),
+            AppAddr::Unix(ipc("a")),
+        ]
+    );
+    assert_eq!(x.retry, 3);
+    for bad in ["-retry 0", "-retry x", "-retry"] {
+        let e = st()
+            .external_server("FastCgiExternalServer", &format!("/e -socket a {bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("-retry") && e.contains("/e"), "{bad}: {e}");
+    }
+    // -peer-user can't check a TCP backend, even next to Unix ones.
+    let e = st()
+        .external_server(
+            "FastCgiExternalServer",
+            "/e -socket a -host 127.0.0.1:9 -peer-user www-data",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("-peer-user") && e.contains("only works with -socket"), "{e}");
+    assert_eq!(
+        external_ok("/e -socket a -socket b -peer-user www-data").opts.peer_uid,
+        Some(33)
+    );
+    // -retry is not an option of FastCgiServer.
+    let e = st()
+        .fastcgi_server("FastCgiServer", &format!("{P} -retry 5"), &fs())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("-retry"), "{e}");
 }

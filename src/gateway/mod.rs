@@ -4,6 +4,7 @@
 //! [`exchange::Frontend`].
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod conn;
 pub mod exchange;
 pub mod reuse;

@@ -105,6 +105,22 @@ pub struct ClassSlot {
     /// file in the way ([`BIND_OWNER_UNKNOWN`] if none was seen), from the
     /// process manager's latest failed bind.
     bind_failed: AtomicU64,
+    /// Backends of an external server (issue 14, `super::backends`):
+    /// requests in flight to this address, all children.
+    busy: AtomicU32,
+    /// 1 while the backend is marked down.
+    down: AtomicU32,
+    /// While down: Unix time in ms of the next health probe.
+    retry_at: AtomicU64,
+    /// Bumped each time the backend goes down: connections pooled before
+    /// are never reused.
+    epoch: AtomicU32,
+    /// Round-robin turn (used in the first backend's slot of a server).
+    turn: AtomicU32,
+    /// Requests sent to this backend, and of those the ones whose
+    /// connection failed (for mod_status).
+    requests: AtomicU64,
+    failures: AtomicU64,
 }
 
 const BIND_FAILED: u64 = 1 << 32;
@@ -130,6 +146,7 @@ pub struct Row {
     idle: [AtomicU32; MAX_CLASSES],
     waiting: [AtomicU32; MAX_CLASSES],
     fresh: [AtomicU32; MAX_CLASSES],
+    busy: [AtomicU32; MAX_CLASSES],
 }
 
 /// The table shared by httpd's parent and children.
@@ -211,7 +228,7 @@ impl Shared {
             if key == 0 || keep.contains(&key) {
                 continue;
             }
-            let busy = [&c.kept, &c.idle, &c.waiting, &c.fresh, &c.probing]
+            let busy = [&c.kept, &c.idle, &c.waiting, &c.fresh, &c.probing, &c.busy]
                 .iter()
                 .any(|n| n.load(SeqCst) != 0);
             if busy {
@@ -223,6 +240,10 @@ impl Shared {
             c.probe_after.store(0, SeqCst);
             c.listeners.store(0, SeqCst);
             c.bind_failed.store(0, SeqCst);
+            c.down.store(0, SeqCst);
+            c.retry_at.store(0, SeqCst);
+            c.requests.store(0, SeqCst);
+            c.failures.store(0, SeqCst);
             if c.key.compare_exchange(key, 0, SeqCst, SeqCst).is_ok() {
                 freed += 1;
             }
@@ -298,6 +319,82 @@ impl Shared {
         self.classes[slot].kept.load(SeqCst)
     }
 
+    /// What choosing among the backends needs to know about `slot` at
+    /// Unix time `now_ms` (issue 14, see `super::backends`).
+    pub fn backend_view(&self, slot: usize, now_ms: u64) -> super::backends::View {
+        let c = &self.classes[slot];
+        let down = c.down.load(SeqCst) != 0;
+        super::backends::View {
+            busy: c.busy.load(SeqCst),
+            down,
+            retry_due: down && now_ms >= c.retry_at.load(SeqCst),
+        }
+    }
+
+    /// The next round-robin turn of the server whose first backend is in
+    /// `slot`.
+    pub fn next_turn(&self, slot: usize) -> u32 {
+        self.classes[slot].turn.fetch_add(1, SeqCst)
+    }
+
+    pub fn is_down(&self, slot: usize) -> bool {
+        self.classes[slot].down.load(SeqCst) != 0
+    }
+
+    /// Marks the backend in `slot` down until a probe or a request finds it
+    /// answering, the next probe due `retry_ms` from `now_ms`. Its pooled
+    /// connections are never reused. Returns whether it was up (for one
+    /// log line per change).
+    pub fn mark_down(&self, slot: usize, now_ms: u64, retry_ms: u64) -> bool {
+        let c = &self.classes[slot];
+        c.retry_at.store(now_ms.saturating_add(retry_ms), SeqCst);
+        let was_up = c.down.swap(1, SeqCst) == 0;
+        if was_up {
+            c.epoch.fetch_add(1, SeqCst);
+        }
+        was_up
+    }
+
+    /// The backend in `slot` answered. Returns whether it was down.
+    pub fn mark_up(&self, slot: usize) -> bool {
+        self.classes[slot].down.swap(0, SeqCst) != 0
+    }
+
+    /// While the backend in `slot` is down and its probe is due at
+    /// `now_ms`: claims the probe (one caller across all children) and sets
+    /// the next one `retry_ms` later.
+    pub fn claim_probe(&self, slot: usize, now_ms: u64, retry_ms: u64) -> bool {
+        let c = &self.classes[slot];
+        let due = c.retry_at.load(SeqCst);
+        c.down.load(SeqCst) != 0
+            && now_ms >= due
+            && c.retry_at
+                .compare_exchange(due, now_ms.saturating_add(retry_ms), SeqCst, SeqCst)
+                .is_ok()
+    }
+
+    /// A request was sent to (`failed`: could not connect to) the backend
+    /// in `slot`.
+    pub fn count_request(&self, slot: usize, failed: bool) {
+        let c = &self.classes[slot];
+        c.requests.fetch_add(1, SeqCst);
+        if failed {
+            c.failures.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// (requests in flight, requests, connect failures, down) of `slot`,
+    /// for mod_status.
+    pub fn backend_counts(&self, slot: usize) -> (u32, u64, u64, bool) {
+        let c = &self.classes[slot];
+        (
+            c.busy.load(SeqCst),
+            c.requests.load(SeqCst),
+            c.failures.load(SeqCst),
+            c.down.load(SeqCst) != 0,
+        )
+    }
+
     /// Current (cap, kept, idle, waiting) of a slot.
     #[cfg(test)]
     pub fn counts(&self, slot: usize) -> (u32, u32, u32, u32) {
@@ -333,6 +430,7 @@ impl Shared {
             sub_sat(&c.idle, row.idle[i].swap(0, SeqCst));
             sub_sat(&c.waiting, row.waiting[i].swap(0, SeqCst));
             sub_sat(&c.fresh, row.fresh[i].swap(0, SeqCst));
+            sub_sat(&c.busy, row.busy[i].swap(0, SeqCst));
         }
     }
 
@@ -344,6 +442,8 @@ impl Shared {
 struct Idle {
     conn: AppConn,
     since: Instant,
+    /// The slot's `epoch` when the connection was pooled.
+    epoch: u32,
 }
 
 /// One child process's pools, over the shared table.
@@ -433,6 +533,12 @@ impl Reuse {
         }
     }
 
+    /// A request to the backend in `slot` starts (`up`) or ends: the
+    /// requests in flight that choosing among backends compares.
+    pub fn count_busy(&self, slot: usize, up: bool) {
+        self.count(slot, up, |r| &r.busy, Some(&self.shared.classes[slot].busy));
+    }
+
     /// Reserves a kept connection if fewer than `cap` are open.
     fn reserve(&self, slot: usize) -> bool {
         if self.row().is_none() {
@@ -463,7 +569,8 @@ impl Reuse {
         loop {
             let idle = self.pool(slot).pop()?;
             self.count_idle(slot, false);
-            if idle.since.elapsed() < IDLE_KEEP && idle.conn.is_idle_alive() {
+            let epoch = self.shared.classes[slot].epoch.load(SeqCst);
+            if idle.since.elapsed() < IDLE_KEEP && idle.epoch == epoch && idle.conn.is_idle_alive() {
                 return Some(idle.conn);
             }
             drop(idle);
@@ -525,6 +632,7 @@ impl Reuse {
         self.pool(slot).push(Idle {
             conn,
             since: Instant::now(),
+            epoch: self.shared.classes[slot].epoch.load(SeqCst),
         });
         self.reaper.call_once(|| {
             let _ = signals::spawn_with_signals_blocked(
@@ -547,7 +655,7 @@ impl Reuse {
     /// a request waits, otherwise those idle for [`IDLE_KEEP`]. Returns
     /// whether any are left.
     fn reap_slot(&self, slot: usize) -> bool {
-        let all = self.shared.someone_waits(slot);
+        let all = self.shared.someone_waits(slot) || self.shared.is_down(slot);
         let closed = {
             let mut pool = self.pool(slot);
             let before = pool.len();

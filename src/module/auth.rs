@@ -28,6 +28,7 @@ use super::handler::{
 use super::routing::{self, Refusal};
 use crate::cgi::{ResponseHead, StderrEvent};
 use crate::config::{AppAddr, AuthRole, ConfigState, ConnOptions, DirAuthConfig, Server};
+use crate::gateway::backends::Choice;
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::{Buffers, ExchangeError, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Level, Request, Table};
@@ -231,7 +232,9 @@ enum How {
 
 struct Target {
     app: String,
-    addr: AppAddr,
+    /// The backends (several only for an external server, issue 14).
+    addrs: Vec<AppAddr>,
+    retry: u32,
     opts: ConnOptions,
     how: How,
 }
@@ -241,13 +244,15 @@ impl Target {
         match state.find_server(path) {
             Some(Server::External(ext)) => Ok(Target {
                 app: ext.path.to_string_lossy().into_owned(),
-                addr: ext.addr.clone(),
+                addrs: ext.addrs.clone(),
+                retry: ext.retry,
                 opts: ext.opts.clone(),
                 how: How::Once,
             }),
             Some(Server::Static(st)) => Ok(Target {
                 app: st.path.to_string_lossy().into_owned(),
-                addr: st.connect_addr(),
+                addrs: vec![st.connect_addr()],
+                retry: 0,
                 opts: st.opts.clone(),
                 how: How::Patiently,
             }),
@@ -272,7 +277,8 @@ impl Target {
         start_dynamic(r, d, file, &sock, &key);
         Target {
             app: file.to_string_lossy().into_owned(),
-            addr: AppAddr::Unix(sock),
+            addrs: vec![AppAddr::Unix(sock)],
+            retry: 0,
             opts: dynamic_conn_options(d, false),
             how: How::Dynamic {
                 key,
@@ -380,12 +386,21 @@ fn run(
         How::Patiently => super::connect::Runner::Static,
         How::Dynamic { .. } => super::connect::Runner::Dynamic,
     };
-    let connected = super::connect::open(&t.addr, &t.opts, runner, connect_timeout, None);
-    let connected_at = Instant::now();
-    let mut conn = match connected {
-        Ok(c) => c,
-        Err(e) => return Err(super::connect::failed(r, app, &t.addr, e, connect_timeout)),
+    // (No connection reuse for authorizers: the shared table only serves
+    // the choice among several backends.)
+    let table = match t.how {
+        How::Once => super::supervisor::reuse(),
+        _ => None,
     };
+    let peer = super::connect::peer_check(&t.opts, runner);
+    let mut choice = Choice::new(
+        table,
+        &t.addrs,
+        t.retry,
+        Some((app, peer, super::handler::log_backend_state)),
+    );
+    let mut conn = super::handler::connect_choice(r, app, &mut choice, &t.opts, runner, connect_timeout)?.1;
+    let connected_at = Instant::now();
 
     let dynamic = match &t.how {
         How::Dynamic { key, start_delay } => Some((key, *start_delay)),

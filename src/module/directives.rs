@@ -104,10 +104,13 @@ fn warn_shared_external_socket(cfg: &ConfigState) {
     let Some(crate::config::Server::External(ext)) = cfg.servers().last() else {
         return;
     };
-    let crate::config::AppAddr::Unix(sock) = &ext.addr else {
-        return;
-    };
-    if let Some(risk) = crate::config::socket_dir_risk(sock, &OsProbe) {
+    for addr in &ext.addrs {
+        let crate::config::AppAddr::Unix(sock) = addr else {
+            continue;
+        };
+        let Some(risk) = crate::config::socket_dir_risk(sock, &OsProbe) else {
+            continue;
+        };
         log::main_server(
             Level::Warn,
             0,

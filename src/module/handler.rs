@@ -11,9 +11,11 @@ use super::routing::{self, HANDLER};
 use crate::cgi::{redirect_kind, Redirect, ResponseHead, StderrCap, StderrEvent, StderrVerdict};
 use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
+use crate::gateway::backends::{self, Choice, Failed};
 use crate::gateway::exchange::{self, ClientGone};
 use crate::gateway::reuse::{self, Lease};
 use crate::gateway::spool::{self, Spool, SpoolError};
+use crate::gateway::ConnectError;
 use crate::gateway::{AppConn, Buffers, ExchangeOpts, Failure, Frontend, HeadAction};
 use crate::httpd::{Brigade, Level, Request};
 use crate::pm::{self, req::ClassKey, req::ReqMsg};
@@ -258,13 +260,23 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
         Server::External(ext) => {
             let app = ext.path.to_string_lossy().into_owned();
             let stats = super::status::server_slot(state, server);
-            serve(r, &app, &ext.addr, &ext.opts, spool_limits(state), stats)
+            serve(r, &app, &ext.addrs, ext.retry, &ext.opts, spool_limits(state), stats)
         }
         Server::Static(st) => {
             let app = st.path.to_string_lossy().into_owned();
             let addr = st.connect_addr();
             let stats = super::status::server_slot(state, server);
-            serve_with(r, &app, &addr, &st.opts, spool_limits(state), Connect::Patiently, stats)
+            let addrs = std::slice::from_ref(&addr);
+            serve_with(
+                r,
+                &app,
+                addrs,
+                0,
+                &st.opts,
+                spool_limits(state),
+                Connect::Patiently,
+                stats,
+            )
         }
     }
 }
@@ -314,7 +326,8 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
     serve_with(
         r,
         &app,
-        &AppAddr::Unix(sock),
+        &[AppAddr::Unix(sock)],
+        0,
         &opts,
         spool_limits(state),
         Connect::Dynamic(&dynamic),
@@ -510,24 +523,29 @@ pub enum Connect<'a> {
     Dynamic(&'a DynamicCtx),
 }
 
-/// Serves the request from the external application at `addr`.
+/// Serves the request from the external application at one of `addrs`
+/// (its backends, `retry`: their `-retry`).
 pub fn serve(
     r: &mut Request,
     app: &str,
-    addr: &AppAddr,
+    addrs: &[AppAddr],
+    retry: u32,
     opts: &ConnOptions,
     spool: spool::Limits<'_>,
     stats: Option<usize>,
 ) -> i32 {
-    serve_with(r, app, addr, opts, spool, Connect::Once, stats)
+    serve_with(r, app, addrs, retry, opts, spool, Connect::Once, stats)
 }
 
-/// Serves the request from the application at `addr` (counted for
-/// mod_status in slot `stats`, see `super::status`).
+/// Serves the request from the application at one of `addrs` (one, unless
+/// an external server has several backends: `gateway::backends`), counted
+/// for mod_status in slot `stats` (see `super::status`).
+#[allow(clippy::too_many_arguments)]
 pub fn serve_with(
     r: &mut Request,
     app: &str,
-    addr: &AppAddr,
+    addrs: &[AppAddr],
+    retry: u32,
     opts: &ConnOptions,
     spool: spool::Limits<'_>,
     how: Connect<'_>,
@@ -558,80 +576,103 @@ pub fn serve_with(
     // The check every connection to this application must pass (the
     // capacity probe's too).
     let peer = super::connect::peer_check(opts, runner);
-    // Connection reuse (static and external applications, see
-    // gateway::reuse): a kept connection from the pool, or the right to keep
-    // the new one.
-    // (The address's slot in the shared table, looked up once per request.)
     let reuse = super::supervisor::reuse();
-    let slot = match how {
-        Connect::Dynamic(_) => None,
-        _ => reuse.and_then(|reuse| reuse.shared().find(addr)),
-    };
-    let mut lease = match (reuse, slot) {
-        (Some(reuse), Some(slot)) if opts.keep_conn != Some(0) => {
-            reuse.probe_if_needed(slot, addr, peer, |line| {
-                crate::httpd::log::main_server(Level::Info, 0, &line)
-            });
-            Some(reuse.lease(slot))
-        }
-        _ => None,
-    };
-    let keep = lease.as_ref().is_some_and(|l| l.keep());
-    // A kept connection may have been opened for another definition of the
-    // same address, with another peer check (or none).
-    let pooled = lease
-        .as_mut()
-        .and_then(|l| l.take_pooled())
-        .filter(|c| c.peer_passes(peer));
-    // A kept connection carries the next request id (finding 6: late
-    // records of an earlier request are then foreign).
-    let request_id = pooled.as_ref().map_or(1, AppConn::next_request_id);
-
-    let mut bufs = Buffers::default();
-    if let Err(e) = env::encode(
-        r,
-        &mut bufs.out,
-        request_id,
-        Role::Responder,
-        keep,
-        opts.pass_php_values,
-    ) {
-        r.log(
-            Level::Error,
-            0,
-            &format!("FastCGI: comm with server \"{app}\" aborted: can't encode the request environment: {e}"),
-        );
-        return 500;
-    }
-
-    // mod_status: counted from here to the end, whichever way it ends.
-    let mut counted = super::status::Counted::begin(stats);
     let idle = Duration::from_secs(u64::from(opts.idle_timeout.max(1)));
     let connect_timeout = if opts.app_conn_timeout > 0 {
         Duration::from_secs(u64::from(opts.app_conn_timeout))
     } else {
         idle
     };
-    let connect = || super::connect::open(addr, opts, runner, connect_timeout, slot);
-    let reused = pooled.is_some();
-    let connected = match pooled {
-        Some(c) => Ok(c),
-        None => connect(),
+    // Which backend (several only for an external server: issue 14); the
+    // shared table is not used for dynamic applications.
+    let table = match how {
+        Connect::Dynamic(_) => None,
+        _ => reuse,
     };
+    let mut choice = Choice::new(table, addrs, retry, Some((app, peer, log_backend_state)));
+    let mut bufs = Buffers::default();
+    // (request id, keep) of what `bufs.out` holds.
+    let mut encoded: Option<(u16, bool)> = None;
+    // mod_status: counted from here to the end, whichever way it ends.
+    let mut counted: Option<super::status::Counted> = None;
+    let (pick, mut lease, request_id, reused, connected) = loop {
+        let Some(pick) = choice.next_backend() else {
+            super::status::Counted::begin(stats).failed();
+            return no_backend(r, app, &choice);
+        };
+        let addr = choice.addr(pick);
+        let slot = pick.slot;
+        // Connection reuse (static and external applications, see
+        // gateway::reuse): a kept connection from the pool, or the right to
+        // keep the new one.
+        let mut lease = match (table, slot) {
+            (Some(reuse), Some(slot)) if opts.keep_conn != Some(0) => {
+                reuse.probe_if_needed(slot, addr, peer, |line| {
+                    crate::httpd::log::main_server(Level::Info, 0, &line)
+                });
+                Some(reuse.lease(slot))
+            }
+            _ => None,
+        };
+        let keep = lease.as_ref().is_some_and(|l| l.keep());
+        // A kept connection may have been opened for another definition of
+        // the same address, with another peer check (or none).
+        let pooled = lease
+            .as_mut()
+            .and_then(|l| l.take_pooled())
+            .filter(|c| c.peer_passes(peer));
+        // A kept connection carries the next request id (finding 6: late
+        // records of an earlier request are then foreign).
+        let request_id = pooled.as_ref().map_or(1, AppConn::next_request_id);
+        if encoded != Some((request_id, keep)) {
+            bufs.out.clear();
+            if let Err(e) = env::encode(
+                r,
+                &mut bufs.out,
+                request_id,
+                Role::Responder,
+                keep,
+                opts.pass_php_values,
+            ) {
+                r.log(
+                    Level::Error,
+                    0,
+                    &format!("FastCGI: comm with server \"{app}\" aborted: can't encode the request environment: {e}"),
+                );
+                return 500;
+            }
+            encoded = Some((request_id, keep));
+        }
+        let counted = counted.get_or_insert_with(|| super::status::Counted::begin(stats));
+        let reused = pooled.is_some();
+        let connected = match pooled {
+            Some(c) => Ok(c),
+            None => super::connect::open(addr, opts, runner, connect_timeout, slot),
+        };
+        match connected {
+            Ok(c) => {
+                backend_connected(r, app, &choice, pick);
+                break (pick, lease, request_id, reused, c);
+            }
+            Err(e) => match choice.failed(pick) {
+                Failed::Single => {
+                    counted.failed();
+                    return super::connect::failed(r, app, addr, e, connect_timeout);
+                }
+                Failed::NowDown => backend_down(r, app, addr, &e, connect_timeout, choice.retry_secs()),
+                Failed::AlreadyDown => {}
+            },
+        }
+    };
+    let mut counted = counted.unwrap_or_else(|| super::status::Counted::begin(stats));
     // A fresh connection with reuse: counted until its answer; the wait is
     // reported after `WAIT_MARK` if connections are kept somewhere.
-    let report_wait = match (&connected, reused, lease.as_mut()) {
-        (Ok(_), false, Some(l)) => l.connected_fresh(),
+    let report_wait = match (reused, lease.as_mut()) {
+        (false, Some(l)) => l.connected_fresh(),
         _ => false,
     };
     let connected_at = Instant::now();
-    let mut conn = match connected {
-        Ok(c) => c,
-        Err(e) => {
-            counted.failed();
-            return super::connect::failed(r, app, addr, e, connect_timeout);
-        }
-    };
+    let mut conn = connected;
 
     let opts_x = ExchangeOpts {
         request_id,
@@ -672,7 +713,11 @@ pub fn serve_with(
         lease,
         client_left: false,
     };
-    let mut reconnect = || connect().ok();
+    // The backend serving the request, and whether a reconnect moved it to
+    // another backend than `pick` (its lease is then not reused).
+    let mut cur = pick;
+    let mut switched = false;
+    let mut reconnect = || reconnect_any(&mut choice, &mut cur, &mut switched, app, opts, runner, connect_timeout);
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
     if let Some(line) = fe.stderr_cap.summary(app) {
         fe.r.log(Level::Error, 0, &line);
@@ -687,7 +732,7 @@ pub fn serve_with(
         ..
     } = fe;
     match lease {
-        Some(lease) => lease.finish(conn, matches!(&result, Ok(o) if o.reusable)),
+        Some(lease) => lease.finish(conn, !switched && matches!(&result, Ok(o) if o.reusable)),
         None => drop(conn),
     }
 
@@ -708,6 +753,25 @@ pub fn serve_with(
         Err(err) if !client_left => counted.exchange_failed(err),
         Err(_) => {}
     }
+    // A backend that took the connection but never answered is down too
+    // (only with several backends).
+    if let Err(err) = &result {
+        if matches!(err.failure, Failure::IdleTimeout) && err.header_bytes == 0 && choice.failed(cur) == Failed::NowDown
+        {
+            r.log(
+                Level::Error,
+                0,
+                &format!(
+                    "FastCGI: server \"{app}\": backend {} is down: no answer within the idle timeout ({} sec); \
+                     out of the choice for {} s",
+                    backends::shown(choice.addr(cur)),
+                    idle.as_secs(),
+                    choice.retry_secs()
+                ),
+            );
+        }
+    }
+    drop(choice);
     match result {
         Ok(outcome) => {
             if let Some(head) = &outcome.head {
@@ -752,6 +816,142 @@ pub fn serve_with(
         }
         Err(err) => fail(r, &mut out, app, idle, err),
     }
+}
+
+/// The errno and the line for a backend of several that goes down.
+fn down_line(app: &str, addr: &AppAddr, err: &ConnectError, timeout: Duration, retry: u64) -> (i32, String) {
+    let (errno, why) = match err {
+        ConnectError::Failed(errno) => (*errno as i32, "connect() failed".to_string()),
+        ConnectError::TimedOut => (0, format!("connect() timed out ({} sec)", timeout.as_secs())),
+        ConnectError::WrongPeer { uid, expected } => (
+            0,
+            format!(
+                "its socket is held by {}, not by uid {expected}",
+                uid.map_or_else(|| "an unknown user".to_string(), |u| format!("uid {u}"))
+            ),
+        ),
+        ConnectError::NotBound { .. } => (0, "not bound".to_string()),
+    };
+    (
+        errno,
+        format!(
+            "FastCGI: server \"{app}\": backend {} is down: {why}; out of the choice for {retry} s, \
+             the request goes to the next backend",
+            backends::shown(addr)
+        ),
+    )
+}
+
+/// A backend of several could not be reached: one line when it goes down.
+fn backend_down(r: &Request, app: &str, addr: &AppAddr, err: &ConnectError, timeout: Duration, retry: u64) {
+    let (errno, line) = down_line(app, addr, err, timeout, retry);
+    r.log(Level::Error, errno, &line);
+}
+
+/// The exchange's reconnect (a stale kept connection, or a safe request
+/// reset on a fresh one): the same backend again, else — with several —
+/// the next ones (the backend's process may have died with the request in
+/// its listen backlog). Lines go to the main log (the request is held by
+/// the exchange).
+#[allow(clippy::too_many_arguments)]
+fn reconnect_any(
+    choice: &mut Choice<'_>,
+    cur: &mut backends::Pick,
+    switched: &mut bool,
+    app: &str,
+    opts: &ConnOptions,
+    runner: Runner,
+    timeout: Duration,
+) -> Option<AppConn> {
+    loop {
+        let addr = choice.addr(*cur);
+        match super::connect::open(addr, opts, runner, timeout, cur.slot) {
+            Ok(c) => {
+                if choice.connected(*cur) {
+                    log_backend_state(format!(
+                        "FastCGI: server \"{app}\": backend {} is up again (a request reached it)",
+                        backends::shown(addr)
+                    ));
+                }
+                return Some(c);
+            }
+            Err(e) => match choice.failed(*cur) {
+                Failed::Single => return None,
+                Failed::NowDown => {
+                    let (errno, line) = down_line(app, addr, &e, timeout, choice.retry_secs());
+                    crate::httpd::log::main_server(Level::Error, errno, &line);
+                }
+                Failed::AlreadyDown => {}
+            },
+        }
+        *cur = choice.next_backend()?;
+        *switched = true;
+    }
+}
+
+/// Connects to one of the backends of `choice` without connection reuse
+/// (authorizers): the backend picked and the connection, or the status
+/// after one log line.
+pub(crate) fn connect_choice(
+    r: &Request,
+    app: &str,
+    choice: &mut Choice<'_>,
+    opts: &ConnOptions,
+    runner: Runner,
+    timeout: Duration,
+) -> Result<(backends::Pick, AppConn), i32> {
+    loop {
+        let Some(pick) = choice.next_backend() else {
+            return Err(no_backend(r, app, choice));
+        };
+        let addr = choice.addr(pick);
+        match super::connect::open(addr, opts, runner, timeout, pick.slot) {
+            Ok(c) => {
+                backend_connected(r, app, choice, pick);
+                return Ok((pick, c));
+            }
+            Err(e) => match choice.failed(pick) {
+                Failed::Single => return Err(super::connect::failed(r, app, addr, e, timeout)),
+                Failed::NowDown => backend_down(r, app, addr, &e, timeout, choice.retry_secs()),
+                Failed::AlreadyDown => {}
+            },
+        }
+    }
+}
+
+/// A backend-state line for the main server's log from a helper thread (no
+/// request). At `warn`, as the down lines are errors: both show at
+/// httpd's default `LogLevel warn`.
+pub(crate) fn log_backend_state(line: String) {
+    crate::httpd::log::main_server(Level::Warn, 0, &line);
+}
+
+/// A backend took the request: one line if it had been down.
+fn backend_connected(r: &Request, app: &str, choice: &Choice<'_>, pick: backends::Pick) {
+    if choice.connected(pick) {
+        r.log(
+            Level::Warn,
+            0,
+            &format!(
+                "FastCGI: server \"{app}\": backend {} is up again (a request reached it)",
+                backends::shown(choice.addr(pick))
+            ),
+        );
+    }
+}
+
+/// Every backend of a server is down: 503 at once, one line.
+fn no_backend(r: &Request, app: &str, choice: &Choice<'_>) -> i32 {
+    r.log(
+        Level::Error,
+        0,
+        &format!(
+            "FastCGI: server \"{app}\": no backend available (all {} are down; each is retried every {} s)",
+            choice.count(),
+            choice.retry_secs()
+        ),
+    );
+    503
 }
 
 /// Maps an exchange failure to a status and one log line.

@@ -36,7 +36,11 @@ pub fn addr_text(addr: &AppAddr) -> String {
 fn ident(server: &Server) -> (Kind, &Path, String) {
     match server {
         Server::Static(st) => (Kind::Static, &st.path, addr_text(&st.connect_addr())),
-        Server::External(ext) => (Kind::External, &ext.path, addr_text(&ext.addr)),
+        Server::External(ext) => (
+            Kind::External,
+            &ext.path,
+            ext.addrs.iter().map(addr_text).collect::<Vec<_>>().join(" "),
+        ),
     }
 }
 
@@ -259,12 +263,18 @@ pub fn write(state: Option<&ConfigState>, r: &mut Request, format: Format) {
                         let (k, p, a) = ident(s);
                         k == app.kind && p.as_os_str().as_bytes() == app.path.as_bytes() && a == app.addr
                     })?;
-                    let addr = match server {
-                        Server::Static(st) => st.connect_addr(),
-                        Server::External(ext) => ext.addr.clone(),
+                    let addrs = match server {
+                        Server::Static(st) => vec![st.connect_addr()],
+                        Server::External(ext) => ext.addrs.clone(),
                     };
                     let shared = reuse?.shared();
-                    Some(shared.kept(shared.find(&addr)?))
+                    Some(
+                        addrs
+                            .iter()
+                            .filter_map(|a| shared.find(a))
+                            .map(|s| shared.kept(s))
+                            .sum(),
+                    )
                 })
                 .unwrap_or(0);
             Row { app, kept }

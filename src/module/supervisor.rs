@@ -531,21 +531,30 @@ fn publish_reuse(cfg: &ConfigState) {
         );
         return;
     };
+    // (Every backend of an external server has its own slot: its reuse
+    // counts, requests in flight and up/down state, issue 14.)
     let configured: Vec<_> = cfg
         .servers()
         .iter()
-        .map(|server| match server {
-            Server::Static(st) => st.connect_addr(),
-            Server::External(ext) => ext.addr.clone(),
+        .flat_map(|server| match server {
+            Server::Static(st) => vec![st.connect_addr()],
+            Server::External(ext) => ext.addrs.clone(),
         })
         .collect();
     table.free_unconfigured(&configured);
     for server in cfg.servers() {
-        let (addr, cap) = match server {
-            Server::Static(st) => (st.connect_addr(), Cap::Fixed(st.opts.keep_conn.unwrap_or(st.processes))),
-            Server::External(ext) => (ext.addr.clone(), ext.opts.keep_conn.map_or(Cap::Probe, Cap::Fixed)),
+        let (addrs, cap) = match server {
+            Server::Static(st) => (
+                vec![st.connect_addr()],
+                Cap::Fixed(st.opts.keep_conn.unwrap_or(st.processes)),
+            ),
+            Server::External(ext) => (ext.addrs.clone(), ext.opts.keep_conn.map_or(Cap::Probe, Cap::Fixed)),
         };
-        if table.publish(&addr, cap).is_none() {
+        let mut full = false;
+        for addr in &addrs {
+            full |= table.publish(addr, cap).is_none();
+        }
+        if full {
             log::main_server(
                 Level::Warn,
                 0,
