@@ -374,3 +374,54 @@ fn a_unix_socket_backend_fails_over_to_tcp_for_an_authorizer_too() {
     assert_eq!(count_lines(&log, "gone.sock is down"), 1, "{log}");
     drop(good);
 }
+
+#[test]
+fn server_status_lists_each_backend_with_its_state() {
+    let dir = TestDir::new();
+    let (good, pg) = start_probe_tcp(&dir, "good");
+    let dead = dead_port();
+    let apache = Apache::start(
+        &ApacheConf::new()
+            .root(dir.path())
+            .extra(&format!(
+                "FastCgiExternalServer @HTDOCS@/app.fcgi {} {} -retry 60\n\
+                 <Location /server-status>\n    SetHandler server-status\n</Location>\n",
+                host(pg),
+                host(dead)
+            ))
+            .with_module("status"),
+    );
+    for _ in 0..4 {
+        let r = apache.get("/app.fcgi?mode=env");
+        assert_eq!(r.status, 200, "{}", brief(&r));
+        assert_eq!(pid_of(&r), good.pid());
+    }
+    let auto = apache.get("/server-status?auto").text();
+    let has = |line: &str| auto.lines().any(|l| l == line);
+    let n = auto
+        .lines()
+        .find_map(|l| {
+            l.split_once("]Name: ")
+                .filter(|(_, v)| v.ends_with("/app.fcgi"))
+                .map(|(k, _)| k.trim_start_matches("FastCgiApp[").parse::<usize>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no block for app.fcgi:\n{auto}"));
+    for line in [
+        format!("FastCgiApp[{n}]Backend[0]Address: 127.0.0.1:{pg}"),
+        format!("FastCgiApp[{n}]Backend[0]State: up"),
+        format!("FastCgiApp[{n}]Backend[0]Requests: 4"),
+        format!("FastCgiApp[{n}]Backend[0]ConnectFailures: 0"),
+        format!("FastCgiApp[{n}]Backend[1]Address: 127.0.0.1:{dead}"),
+        format!("FastCgiApp[{n}]Backend[1]State: down"),
+        format!("FastCgiApp[{n}]Backend[1]ConnectFailures: 1"),
+        format!("FastCgiApp[{n}]Requests: 4"),
+        format!("FastCgiApp[{n}]Errors: 0"),
+    ] {
+        assert!(has(&line), "{line}:\n{auto}");
+    }
+    let html = apache.get("/server-status").text();
+    assert!(
+        html.contains(&format!("backend 127.0.0.1:{dead}: <b>down</b>")),
+        "{html}"
+    );
+}

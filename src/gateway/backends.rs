@@ -90,6 +90,10 @@ pub type Probe<'s> = (&'s str, PeerCheck, fn(String));
 /// One request's walk through the backends of a server.
 pub struct Choice<'a> {
     addrs: &'a [AppAddr],
+    /// The slot of the first backend (the only one, mostly).
+    first_slot: Option<usize>,
+    /// With several backends: every slot, and the order to try them in.
+    /// (One backend, the common case, allocates nothing per request.)
     slots: Vec<Option<usize>>,
     order: Vec<usize>,
     next: usize,
@@ -125,11 +129,12 @@ impl<'a> Choice<'a> {
     ) -> Choice<'a> {
         let retry_ms = u64::from(retry_secs.max(1)) * 1000;
         let shared = reuse.map(Reuse::shared);
-        let slots: Vec<Option<usize>> = addrs.iter().map(|a| shared.and_then(|t| t.find(a))).collect();
+        let find = |a: &AppAddr| shared.and_then(|t| t.find(a));
         let mut choice = Choice {
             addrs,
-            slots,
-            order: vec![0],
+            first_slot: addrs.first().and_then(find),
+            slots: Vec::new(),
+            order: Vec::new(),
             next: 0,
             retry_ms,
             reuse,
@@ -139,6 +144,7 @@ impl<'a> Choice<'a> {
         if addrs.len() < 2 {
             return choice;
         }
+        choice.slots = addrs.iter().map(find).collect();
         let now = now_ms();
         let views: Vec<View> = choice
             .slots
@@ -191,6 +197,13 @@ impl<'a> Choice<'a> {
     /// until the choice is dropped), or `None` when none is left.
     pub fn next_backend(&mut self) -> Option<Pick> {
         self.release();
+        if !self.several() {
+            self.next += 1;
+            return (self.next == 1 && !self.addrs.is_empty()).then_some(Pick {
+                index: 0,
+                slot: self.first_slot,
+            });
+        }
         let index = *self.order.get(self.next)?;
         self.next += 1;
         let slot = self.slots[index];

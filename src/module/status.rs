@@ -237,6 +237,20 @@ pub struct Row {
     pub app: AppStats,
     /// Connections kept open to the application (connection reuse).
     pub kept: u32,
+    /// An external server with several backends (issue 14): each one.
+    pub backends: Vec<BackendRow>,
+}
+
+/// One backend of an external server with several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendRow {
+    pub addr: String,
+    pub up: bool,
+    /// Requests in flight to it now, all children.
+    pub busy: u32,
+    /// Requests sent to it (connections made), and connections that failed.
+    pub requests: u64,
+    pub failures: u64,
 }
 
 /// How mod_status asked for its page.
@@ -257,27 +271,41 @@ pub fn write(state: Option<&ConfigState>, r: &mut Request, format: Format) {
         .snapshot()
         .into_iter()
         .map(|app| {
-            let kept = state
-                .and_then(|cfg| {
-                    let server = cfg.servers().iter().find(|s| {
-                        let (k, p, a) = ident(s);
-                        k == app.kind && p.as_os_str().as_bytes() == app.path.as_bytes() && a == app.addr
-                    })?;
-                    let addrs = match server {
-                        Server::Static(st) => vec![st.connect_addr()],
-                        Server::External(ext) => ext.addrs.clone(),
-                    };
-                    let shared = reuse?.shared();
-                    Some(
-                        addrs
-                            .iter()
-                            .filter_map(|a| shared.find(a))
-                            .map(|s| shared.kept(s))
-                            .sum(),
-                    )
+            let server = state.and_then(|cfg| {
+                cfg.servers().iter().find(|s| {
+                    let (k, p, a) = ident(s);
+                    k == app.kind && p.as_os_str().as_bytes() == app.path.as_bytes() && a == app.addr
                 })
-                .unwrap_or(0);
-            Row { app, kept }
+            });
+            let addrs = match server {
+                Some(Server::Static(st)) => vec![st.connect_addr()],
+                Some(Server::External(ext)) => ext.addrs.clone(),
+                None => Vec::new(),
+            };
+            let shared = reuse.map(|r| r.shared());
+            let slots: Vec<Option<usize>> = addrs.iter().map(|a| shared.and_then(|t| t.find(a))).collect();
+            let kept = match shared {
+                Some(t) => slots.iter().flatten().map(|&s| t.kept(s)).sum(),
+                None => 0,
+            };
+            let backends = match shared {
+                Some(t) if addrs.len() > 1 => addrs
+                    .iter()
+                    .zip(&slots)
+                    .map(|(a, slot)| {
+                        let (busy, requests, failures, down) = slot.map_or((0, 0, 0, false), |s| t.backend_counts(s));
+                        BackendRow {
+                            addr: addr_text(a),
+                            up: !down,
+                            busy,
+                            requests,
+                            failures,
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Row { app, kept, backends }
         })
         .collect();
     let text = match format {
@@ -322,6 +350,21 @@ pub fn auto_lines(rows: &[Row]) -> String {
             row.kept,
             a.avg_wait_us(),
         );
+        for (m, b) in row.backends.iter().enumerate() {
+            let _ = write!(
+                out,
+                "FastCgiApp[{n}]Backend[{m}]Address: {}\n\
+                 FastCgiApp[{n}]Backend[{m}]State: {}\n\
+                 FastCgiApp[{n}]Backend[{m}]Busy: {}\n\
+                 FastCgiApp[{n}]Backend[{m}]Requests: {}\n\
+                 FastCgiApp[{n}]Backend[{m}]ConnectFailures: {}\n",
+                one_line(&b.addr),
+                if b.up { "up" } else { "down" },
+                b.busy,
+                b.requests,
+                b.failures,
+            );
+        }
     }
     out
 }
@@ -353,6 +396,18 @@ fn wait_text(us: u64) -> String {
     }
 }
 
+/// One backend of several, for people.
+fn backend_text(b: &BackendRow) -> String {
+    format!(
+        "backend {}: {}, {} busy, {} request(s), {} failed connect(s)",
+        escape_html(&b.addr),
+        if b.up { "up" } else { "<b>down</b>" },
+        b.busy,
+        b.requests,
+        b.failures
+    )
+}
+
 /// The HTML section: one table row per application (`table`), else one
 /// `<dt>` line each.
 pub fn html_section(rows: &[Row], table: bool) -> String {
@@ -380,6 +435,9 @@ pub fn html_section(rows: &[Row], table: bool) -> String {
                 row.kept,
                 wait_text(a.avg_wait_us()),
             );
+            for b in &row.backends {
+                let _ = writeln!(out, "<dd>{}</dd>", backend_text(b));
+            }
         }
         out.push_str("</dl>\n");
         return out;
@@ -410,6 +468,9 @@ pub fn html_section(rows: &[Row], table: bool) -> String {
             row.kept,
             wait_text(a.avg_wait_us()),
         );
+        for b in &row.backends {
+            let _ = writeln!(out, "<tr><td></td><td colspan=\"9\">{}</td></tr>", backend_text(b));
+        }
     }
     out.push_str(
         "</table>\n<p>Busy: requests in progress now. Avg wait: average time until the \
@@ -437,7 +498,48 @@ mod tests {
                 wait_us: 1000,
             },
             kept: 4,
+            backends: Vec::new(),
         }
+    }
+
+    // Issue 14: each backend of a server with several, in ?auto and HTML.
+    #[test]
+    fn backends_of_an_external_server_are_listed() {
+        let mut r = row(0, Kind::External, "/srv/e.fcgi", 9, 1);
+        r.backends = vec![
+            BackendRow {
+                addr: "127.0.0.1:9000".into(),
+                up: true,
+                busy: 2,
+                requests: 7,
+                failures: 0,
+            },
+            BackendRow {
+                addr: "unix:/run/<b>.sock".into(),
+                up: false,
+                busy: 0,
+                requests: 3,
+                failures: 1,
+            },
+        ];
+        let text = auto_lines(std::slice::from_ref(&r));
+        for line in [
+            "FastCgiApp[0]Backend[0]Address: 127.0.0.1:9000",
+            "FastCgiApp[0]Backend[0]State: up",
+            "FastCgiApp[0]Backend[0]Busy: 2",
+            "FastCgiApp[0]Backend[0]Requests: 7",
+            "FastCgiApp[0]Backend[0]ConnectFailures: 0",
+            "FastCgiApp[0]Backend[1]Address: unix:/run/<b>.sock",
+            "FastCgiApp[0]Backend[1]State: down",
+            "FastCgiApp[0]Backend[1]ConnectFailures: 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+        }
+        let html = html_section(std::slice::from_ref(&r), true);
+        assert!(
+            html.contains("backend unix:/run/&lt;b&gt;.sock: <b>down</b>, 0 busy, 3 request(s), 1 failed connect(s)")
+        );
+        assert!(html.contains("backend 127.0.0.1:9000: up, 2 busy, 7 request(s), 0 failed connect(s)"));
     }
 
     #[test]
