@@ -314,6 +314,9 @@ fuzz_target!(
             nudge_after: None,
             reused: false,
             stall_after: None,
+            // (An abort's drain would wait out the idle timeout against a
+            // fake application that never ends the request.)
+            keep_conn: false,
         };
         let mut conn = AppConn::from_stream(ours).expect("conn");
         let mut bufs = Buffers::default();

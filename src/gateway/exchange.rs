@@ -121,7 +121,32 @@ pub struct ExchangeOpts {
     /// For a request on a kept connection: after this long without an
     /// answer, check whether the application has read the request at all.
     pub stall_after: Option<Duration>,
+    /// The request was sent with `FCGI_KEEP_CONN`: when it ends early (the
+    /// client went away, or a HEAD request needs no body) the application
+    /// gets `FCGI_ABORT_REQUEST` and the connection is drained to the
+    /// request's `FCGI_END_REQUEST` so it can be reused (see [`Abort`]).
+    pub keep_conn: bool,
 }
+
+/// What became of a request ended early on a kept connection (issue 14).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Abort {
+    /// Not ended early, or not on a kept connection (closing the
+    /// connection is the abort then).
+    #[default]
+    NotSent,
+    /// `FCGI_ABORT_REQUEST` sent and the request's `FCGI_END_REQUEST`
+    /// read: the connection is clean.
+    Drained,
+    /// Sent, but the application did not end the request within the idle
+    /// timeout (or wrote more than [`MAX_DRAIN`] first, or the connection
+    /// failed): it is closed.
+    Closed,
+}
+
+/// Most output discarded after `FCGI_ABORT_REQUEST` before the connection
+/// is closed instead.
+pub const MAX_DRAIN: u64 = 1 << 20;
 
 /// How the exchange ended, when it ended well.
 #[derive(Debug)]
@@ -195,6 +220,9 @@ pub struct ExchangeError {
     /// Whether response body bytes were already handed to httpd.
     pub body_started: bool,
     pub head: Option<ResponseHead>,
+    /// For [`Failure::ClientGone`] on a kept connection: whether the
+    /// request was aborted cleanly (then the connection may be reused).
+    pub abort: Abort,
 }
 
 impl ExchangeError {
@@ -328,6 +356,9 @@ struct State {
     body_unsent: bool,
     write_failed: Option<io::Error>,
     decoder: Decoder,
+    /// Bytes read but not fed to the decoder when the exchange stopped in
+    /// the middle of a read (for draining after an abort).
+    leftover: Vec<u8>,
     scanner: Option<HeaderScanner>,
     head: Option<ResponseHead>,
     action: HeadAction,
@@ -361,6 +392,7 @@ impl State {
             body_unsent: false,
             write_failed: None,
             decoder: Decoder::new(opts.request_id),
+            leftover: Vec::new(),
             scanner: opts.parse_headers.then(|| HeaderScanner::new(opts.max_header_bytes)),
             head: None,
             action: HeadAction::Stream,
@@ -471,6 +503,12 @@ pub fn run(
             too_long: false,
         });
     }
+    // Ended early on a kept connection: FCGI_ABORT_REQUEST, then drain.
+    let ended = st.ended.is_some();
+    let abort = match &res {
+        Err(Failure::ClientGone) | Ok(()) if opts.keep_conn && !ended => abort_and_drain(conn, opts, bufs, &mut st),
+        _ => Abort::NotSent,
+    };
     match res {
         Ok(()) => {
             // No flush here: the caller ends the response with EOS, which
@@ -478,12 +516,12 @@ pub fn run(
             Ok(Outcome {
                 head: st.head,
                 action: st.action,
-                ended: st.ended.is_some(),
+                ended,
                 app_status: st.ended.unwrap_or(0),
                 body_unsent: st.body_unsent || !st.body_done,
                 body_bytes_out: st.body_bytes_out,
                 first_byte: st.first_byte,
-                reusable: st.ended.is_some()
+                reusable: (ended || abort == Abort::Drained)
                     && !st.trailing
                     && st.body_done
                     && !st.body_unsent
@@ -497,7 +535,78 @@ pub fn run(
             header_bytes: st.scanner.as_ref().map(|s| s.bytes_received()).unwrap_or(0),
             body_started: st.body_started,
             head: st.head,
+            abort,
         }),
+    }
+}
+
+/// Sends `FCGI_ABORT_REQUEST` for a request ended early on a kept
+/// connection and reads (discarding) up to its `FCGI_END_REQUEST`, within
+/// the idle timeout and [`MAX_DRAIN`] bytes of output. Only when the whole
+/// request is out (a record cut in the middle could not be followed).
+fn abort_and_drain(conn: &mut AppConn, opts: &ExchangeOpts, bufs: &mut Buffers, st: &mut State) -> Abort {
+    if !st.body_done || st.out_pos != bufs.out.len() || st.write_failed.is_some() {
+        return Abort::Closed;
+    }
+    let deadline = std::time::Instant::now() + opts.idle_timeout;
+    let mut rec = Vec::with_capacity(8);
+    proto::encode_abort_request(&mut rec, opts.request_id);
+    let mut sent = 0;
+    let mut discarded = 0u64;
+    let mut pending = std::mem::take(&mut st.leftover);
+    loop {
+        // Feed what was read, record by record.
+        let mut data = &pending[..];
+        while !data.is_empty() {
+            let Ok((used, ev)) = st.decoder.feed(data) else {
+                return Abort::Closed;
+            };
+            data = &data[used..];
+            match ev {
+                Some(Event::Stdout(d)) | Some(Event::Stderr(d)) => {
+                    discarded += d.len() as u64;
+                    if discarded > MAX_DRAIN {
+                        return Abort::Closed;
+                    }
+                }
+                Some(Event::EndRequest { app_status, .. }) => {
+                    st.ended = Some(app_status);
+                    st.trailing = !data.is_empty();
+                    // (Ended before the abort went out, or after all of it.)
+                    return if st.trailing || (sent > 0 && sent < rec.len()) {
+                        Abort::Closed
+                    } else {
+                        Abort::Drained
+                    };
+                }
+                Some(_) => {}
+                None if used == 0 => break,
+                None => {}
+            }
+        }
+        pending.clear();
+        if sent < rec.len() {
+            match conn.try_write_vectored(&[IoSlice::new(&rec[sent..])]) {
+                Ok(Some(n)) => sent += n,
+                Ok(None) => {}
+                Err(_) => return Abort::Closed,
+            }
+        }
+        match conn.try_read(&mut bufs.input) {
+            Ok(Some(0)) | Err(_) => return Abort::Closed,
+            Ok(Some(n)) => {
+                pending.extend_from_slice(&bufs.input[..n]);
+                continue;
+            }
+            Ok(None) => {}
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Abort::Closed;
+        }
+        if conn.wait(true, sent < rec.len(), deadline - now).is_err() {
+            return Abort::Closed;
+        }
     }
 }
 
@@ -698,7 +807,12 @@ fn handle_input(fe: &mut dyn Frontend, opts: &ExchangeOpts, st: &mut State, mut 
         data = &data[used..];
         match ev {
             Some(Event::Stdout(d)) => {
-                if on_stdout(fe, opts, st, d)? {
+                let stop = on_stdout(fe, opts, st, d);
+                if !matches!(stop, Ok(false)) {
+                    // (Stopped mid-read: what follows is kept for draining.)
+                    st.leftover = data.to_vec();
+                }
+                if stop? {
                     return Ok(true);
                 }
             }
@@ -851,6 +965,8 @@ mod tests {
         flushes: usize,
         stderr: Vec<Vec<u8>>,
         fail_body_after: Option<usize>,
+        /// Answer the head with `HeadAction::Stop` (a HEAD request).
+        stop_at_head: bool,
         /// Body bytes received since the last `read_consumed`, per call.
         since_consumed: usize,
         consumed_calls: Vec<usize>,
@@ -879,7 +995,11 @@ mod tests {
         }
         fn head(&mut self, head: &ResponseHead) -> HeadAction {
             self.head = Some(head.clone());
-            HeadAction::Stream
+            if self.stop_at_head {
+                HeadAction::Stop
+            } else {
+                HeadAction::Stream
+            }
         }
         fn body(&mut self, data: &[u8]) -> Result<(), ClientGone> {
             if let Some(limit) = self.fail_body_after {
@@ -912,6 +1032,7 @@ mod tests {
             nudge_after: None,
             reused: false,
             stall_after: None,
+            keep_conn: false,
         }
     }
 
@@ -1610,6 +1731,118 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err.failure, Failure::ClientGone));
+    }
+
+    fn end_request(s: &mut UnixStream, id: u16) {
+        let mut out = RecordHeader::new(RecordType::EndRequest, id, 8).to_bytes().to_vec();
+        out.extend_from_slice(&[0; 8]);
+        s.write_all(&out).unwrap();
+    }
+
+    /// An application that streams a 1 MB response to a client who leaves
+    /// after 100 kB; it then reads the next record and, if `answer`, ends
+    /// the request. Returns the type of that record (None: EOF).
+    fn leaving_client(keep: bool, answer: bool, idle: Duration) -> (ExchangeError, Option<RecordType>) {
+        let mut fake = Fake {
+            fail_body_after: Some(100_000),
+            ..Default::default()
+        };
+        let o = ExchangeOpts {
+            keep_conn: keep,
+            idle_timeout: idle,
+            ..opts()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = run_with(&mut fake, &o, move |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: x\r\n\r\n");
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, &body(1_000_000));
+            if s.write_all(&out).is_err() {
+                let _ = tx.send(None);
+                return;
+            }
+            let next = read_record(&mut s).ok().map(|(t, _)| t);
+            if answer && next == Some(RecordType::AbortRequest) {
+                end_request(&mut s, 1);
+            }
+            let _ = tx.send(next);
+            // Until the exchange closes its side.
+            let _ = s.read_to_end(&mut Vec::new());
+        })
+        .unwrap_err();
+        (err, rx.recv().unwrap())
+    }
+
+    // Issue 14: a client leaving mid-response on a kept connection: the
+    // application gets FCGI_ABORT_REQUEST for the request; its END_REQUEST
+    // leaves the connection clean (reusable).
+    #[test]
+    fn client_gone_on_a_kept_connection_aborts_and_drains() {
+        let (err, seen) = leaving_client(true, true, Duration::from_secs(5));
+        assert!(matches!(err.failure, Failure::ClientGone));
+        assert_eq!(seen, Some(RecordType::AbortRequest));
+        assert_eq!(err.abort, Abort::Drained);
+    }
+
+    #[test]
+    fn an_abort_left_unanswered_closes_the_connection_after_the_idle_timeout() {
+        let t = std::time::Instant::now();
+        let (err, seen) = leaving_client(true, false, Duration::from_millis(500));
+        assert_eq!(seen, Some(RecordType::AbortRequest));
+        assert_eq!(err.abort, Abort::Closed);
+        assert!(t.elapsed() < Duration::from_secs(4), "bounded by the idle timeout");
+    }
+
+    #[test]
+    fn without_keep_conn_closing_is_the_abort() {
+        let (err, seen) = leaving_client(false, true, Duration::from_secs(5));
+        assert!(matches!(err.failure, Failure::ClientGone));
+        assert_eq!(seen, None, "no record: the connection was closed");
+        assert_eq!(err.abort, Abort::NotSent);
+    }
+
+    // A HEAD request (the head is all httpd wants) on a kept connection is
+    // aborted and drained too: the connection stays reusable.
+    #[test]
+    fn head_request_on_a_kept_connection_stays_reusable() {
+        let mut fake = Fake {
+            stop_at_head: true,
+            ..Default::default()
+        };
+        let o = ExchangeOpts {
+            keep_conn: true,
+            ..opts()
+        };
+        let out = run_with(&mut fake, &o, |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: x\r\n\r\nbody");
+            s.write_all(&out).unwrap();
+            let (t, _) = read_record(&mut s).unwrap();
+            assert_eq!(t, RecordType::AbortRequest);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"more body");
+            proto::encode_stream_end(&mut out, RecordType::Stdout, 1);
+            s.write_all(&out).unwrap();
+            end_request(&mut s, 1);
+        })
+        .unwrap();
+        assert!(!out.ended && out.reusable);
+        assert!(fake.out.is_empty());
+        // Without keep-conn: not reusable (closed).
+        let mut fake = Fake {
+            stop_at_head: true,
+            ..Default::default()
+        };
+        let out = run_with(&mut fake, &opts(), |mut s| {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: x\r\n\r\nbody");
+            s.write_all(&out).unwrap();
+        })
+        .unwrap();
+        assert!(!out.reusable);
     }
 
     #[test]

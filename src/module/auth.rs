@@ -407,6 +407,7 @@ fn run(
         _ => None,
     };
     let opts = ExchangeOpts {
+        keep_conn: false,
         request_id: 1,
         idle_timeout: idle,
         flush: false,

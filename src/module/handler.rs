@@ -675,6 +675,7 @@ pub fn serve_with(
     let mut conn = connected;
 
     let opts_x = ExchangeOpts {
+        keep_conn: lease.as_ref().is_some_and(|l| l.keep()),
         request_id,
         idle_timeout: idle,
         flush: opts.flush,
@@ -732,7 +733,15 @@ pub fn serve_with(
         ..
     } = fe;
     match lease {
-        Some(lease) => lease.finish(conn, !switched && matches!(&result, Ok(o) if o.reusable)),
+        Some(lease) => {
+            // (A request aborted with FCGI_ABORT_REQUEST and drained to
+            // its END_REQUEST leaves a clean connection too.)
+            let clean = match &result {
+                Ok(o) => o.reusable,
+                Err(e) => e.abort == exchange::Abort::Drained,
+            };
+            lease.finish(conn, !switched && clean)
+        }
         None => drop(conn),
     }
 
@@ -958,10 +967,19 @@ fn no_backend(r: &Request, app: &str, choice: &Choice<'_>) -> i32 {
 fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exchange::ExchangeError) -> i32 {
     match &err.failure {
         Failure::ClientGone => {
+            let abort = match err.abort {
+                exchange::Abort::NotSent => "",
+                exchange::Abort::Drained => {
+                    "; FCGI_ABORT_REQUEST sent, the application ended the request: connection kept"
+                }
+                exchange::Abort::Closed => {
+                    "; FCGI_ABORT_REQUEST sent, the application did not end the request in time: connection closed"
+                }
+            };
             r.log(
                 Level::Info,
                 0,
-                "FastCGI: client stopped connection before send body completed",
+                &format!("FastCGI: client stopped connection before send body completed (server \"{app}\"){abort}"),
             );
             return OK;
         }

@@ -603,6 +603,7 @@ mod tests {
             header_bytes: 0,
             body_started: false,
             head: None,
+            abort: Default::default(),
         };
         assert!(!is_app_failure(&err(Failure::ClientGone)));
         assert!(!is_app_failure(&err(Failure::ClientBody(413))));

@@ -49,6 +49,12 @@ pub fn encode_begin_request(out: &mut Vec<u8>, request_id: u16, role: Role, keep
     push_padding(out, padding);
 }
 
+/// Appends an `FCGI_ABORT_REQUEST` record for `request_id` (issue 14: the
+/// client went away; the application is to end the request early).
+pub fn encode_abort_request(out: &mut Vec<u8>, request_id: u16) {
+    push_header(out, RecordType::AbortRequest, request_id, 0);
+}
+
 /// Appends `data` as stream records (`FCGI_STDIN`, `FCGI_DATA`, ...) of at most
 /// [`MAX_STREAM_RECORD`] content bytes each, the last one padded to 8 bytes.
 ///
