@@ -84,6 +84,8 @@ pub struct AppConn {
     peer_uid: Option<u32>,
     /// The request id of the last request on this connection (0: none yet).
     last_id: u16,
+    /// A TCP connection (else Unix).
+    tcp: bool,
 }
 
 /// A Unix-socket connect whose listen backlog is full (issue 11, finding 2).
@@ -197,6 +199,7 @@ impl AppConn {
             stream: UnixStream::from(fd),
             peer_uid,
             last_id: 0,
+            tcp: family != AddressFamily::Unix,
         })
     }
 
@@ -223,6 +226,11 @@ impl AppConn {
         }
     }
 
+    /// Whether this is a TCP connection.
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
+    }
+
     /// Wraps an already connected socket (tests use a socketpair).
     pub fn from_stream(stream: UnixStream) -> io::Result<AppConn> {
         stream.set_nonblocking(true)?;
@@ -230,6 +238,7 @@ impl AppConn {
             stream,
             peer_uid: None,
             last_id: 0,
+            tcp: false,
         })
     }
 

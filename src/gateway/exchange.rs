@@ -97,7 +97,12 @@ pub trait Frontend {
     /// A request on a kept connection lay unread for
     /// [`ExchangeOpts::stall_after`]: the application does not serve that
     /// connection (see [`Failure::KeptStalled`]).
-    fn kept_stalled(&mut self) {}
+    /// `tcp`: on a TCP connection the bytes are not even acknowledged by
+    /// the peer's kernel (the host is unreachable), which says nothing
+    /// about the application's handling of kept connections.
+    fn kept_stalled(&mut self, tcp: bool) {
+        let _ = tcp;
+    }
 }
 
 /// Per-exchange settings.
@@ -748,7 +753,7 @@ fn drive(
             if due <= now {
                 next_stall = None;
                 if st.out_pos == bufs.out.len() && conn.peer_has_unread() {
-                    fe.kept_stalled();
+                    fe.kept_stalled(conn.is_tcp());
                     if st.body_done && st.stdin_bytes == 0 && fe.safe_method() {
                         return Err(Failure::KeptStalled);
                     }

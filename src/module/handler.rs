@@ -170,7 +170,14 @@ impl Frontend for HttpdFrontend<'_> {
         }
     }
 
-    fn kept_stalled(&mut self) {
+    fn kept_stalled(&mut self, tcp: bool) {
+        // (Over TCP the peer's kernel has not even acknowledged the request:
+        // the host is unreachable — the fresh connection that follows fails
+        // or succeeds on its own — not an application that ignores kept
+        // connections.)
+        if tcp {
+            return;
+        }
         if let Some(lease) = self.lease.as_mut() {
             if lease.stop_keeping() {
                 self.r.log(
