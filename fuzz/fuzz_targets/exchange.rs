@@ -314,9 +314,10 @@ fuzz_target!(
             nudge_after: None,
             reused: false,
             stall_after: None,
-            // (An abort's drain would wait out the idle timeout against a
-            // fake application that never ends the request.)
-            keep_conn: false,
+            // Odd ids: FCGI_KEEP_CONN, so a HEAD stop or a leaving client
+            // aborts and drains (the fake application closes its end once
+            // it has written everything: a drain never waits long).
+            keep_conn: id % 2 == 1,
         };
         let mut conn = AppConn::from_stream(ours).expect("conn");
         let mut bufs = Buffers::default();
