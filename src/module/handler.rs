@@ -980,7 +980,8 @@ fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exch
                     "; FCGI_ABORT_REQUEST sent, the application ended the request: connection kept"
                 }
                 exchange::Abort::Closed => {
-                    "; FCGI_ABORT_REQUEST sent, the application did not end the request in time: connection closed"
+                    "; FCGI_ABORT_REQUEST sent, the application did not end the request within the idle timeout \
+                     and 1 MiB of output: connection closed"
                 }
             };
             r.log(
