@@ -66,11 +66,16 @@ fn rss_kib(pid: i32) -> u64 {
 }
 
 fn fds(pid: i32) -> u64 {
-    fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0)
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
 }
 
 fn comm(pid: i32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn sample(apache: &Apache, external: i32, t: f64, requests: u64) -> Sample {
@@ -339,7 +344,12 @@ fn soak() {
             // (Sampled after the new generation took over.)
             thread::sleep(Duration::from_secs(3));
         }
-        let s = sample(&apache, ext.pid(), t0.elapsed().as_secs_f64(), total.load(Ordering::Relaxed));
+        let s = sample(
+            &apache,
+            ext.pid(),
+            t0.elapsed().as_secs_f64(),
+            total.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             csv,
             "{:.0},{},{},{},{},{},{},{},{},{}",

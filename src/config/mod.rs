@@ -202,6 +202,10 @@ pub struct ConnOptions {
     /// request variables to the application (dropped by default: they
     /// override php-fpm's pool settings).
     pub pass_php_values: bool,
+    /// `-multiplex on|off` (new, `FastCgiExternalServer`): share
+    /// connections between the threads of an httpd child when the
+    /// application answers `FCGI_MPXS_CONNS=1` (default on).
+    pub multiplex: bool,
 }
 
 impl Default for ConnOptions {
@@ -217,6 +221,7 @@ impl Default for ConnOptions {
             keep_conn: None,
             peer_uid: None,
             pass_php_values: false,
+            multiplex: true,
         }
     }
 }
@@ -1050,6 +1055,13 @@ impl ConfigState {
                 )),
                 "-socket" => given.push(Backend::Socket(text(&mut words).map_err(invalid)?)),
                 "-retry" => retry = values::unsigned(&value(&mut words), 1).map_err(invalid)?,
+                "-multiplex" => {
+                    opts.multiplex = match value(&mut words).to_ascii_lowercase().as_str() {
+                        "on" => true,
+                        "off" => false,
+                        other => return Err(invalid(format!("\"{other}\": must be on or off"))),
+                    }
+                }
                 "-peer-user" => {
                     let name = text(&mut words).map_err(invalid)?;
                     let uid = match name.strip_prefix('#') {

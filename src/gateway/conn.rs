@@ -77,6 +77,42 @@ fn check_peer(fd: &impl AsFd, check: PeerCheck) -> Result<(), ConnectError> {
     }
 }
 
+/// What the exchange talks through: a connection of its own ([`AppConn`]),
+/// or one request's share of a multiplexed connection
+/// (`super::mux::MuxStream`).
+pub trait Transport {
+    /// Non-blocking read; `Ok(None)` when nothing is there yet, `Ok(Some(0))`
+    /// at the end.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Non-blocking gathered write; `Ok(None)` when it would block. The
+    /// bytes are whole records; a transport may take fewer, but only whole
+    /// records.
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<Option<usize>>;
+    /// Waits until readable/writable (`Ok(None)`: the timeout passed).
+    fn wait(&self, want_read: bool, want_write: bool, timeout: Duration) -> io::Result<Option<(bool, bool)>>;
+    /// Whether written bytes still wait unread at the other end.
+    fn peer_has_unread(&self) -> bool;
+    fn is_tcp(&self) -> bool;
+}
+
+impl Transport for AppConn {
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        AppConn::try_read(self, buf)
+    }
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+        AppConn::try_write_vectored(self, bufs)
+    }
+    fn wait(&self, want_read: bool, want_write: bool, timeout: Duration) -> io::Result<Option<(bool, bool)>> {
+        AppConn::wait(self, want_read, want_write, timeout)
+    }
+    fn peer_has_unread(&self) -> bool {
+        AppConn::peer_has_unread(self)
+    }
+    fn is_tcp(&self) -> bool {
+        AppConn::is_tcp(self)
+    }
+}
+
 /// A connected, non-blocking application socket.
 pub struct AppConn {
     stream: UnixStream,
@@ -224,6 +260,17 @@ impl AppConn {
                 other => return other,
             }
         }
+    }
+
+    /// A second handle on the same connection (a multiplexed connection's
+    /// reader thread reads through it while requests write through this one).
+    pub fn try_clone(&self) -> io::Result<AppConn> {
+        Ok(AppConn {
+            stream: self.stream.try_clone()?,
+            peer_uid: self.peer_uid,
+            last_id: self.last_id,
+            tcp: self.tcp,
+        })
     }
 
     /// Whether this is a TCP connection.

@@ -9,7 +9,9 @@
 //! httpd is reached only through the [`Frontend`] trait, so the whole loop
 //! runs in unit tests against an in-process fake application.
 
-use super::conn::{AppConn, IdleTimer};
+#[cfg(test)]
+use super::conn::AppConn;
+use super::conn::{IdleTimer, Transport};
 use crate::cgi::{
     nph_status_line, HeaderError, HeaderScanner, ResponseHead, Scan, StderrEvent, StderrLines, NPH_PREFIX,
 };
@@ -457,12 +459,12 @@ fn was_reset(failure: &Failure) -> bool {
 /// complete PARAMS stream. With `opts.reused`, a connection the application
 /// had already closed is replaced once by `retry` and the request sent again.
 #[allow(clippy::result_large_err)] // once per request; boxing buys nothing
-pub fn run(
-    conn: &mut AppConn,
+pub fn run<T: Transport>(
+    conn: &mut T,
     fe: &mut dyn Frontend,
     opts: &ExchangeOpts,
     bufs: &mut Buffers,
-    retry: Option<&mut dyn FnMut() -> Option<AppConn>>,
+    retry: Option<&mut dyn FnMut() -> Option<T>>,
 ) -> Result<Outcome, ExchangeError> {
     let mut retry = retry;
     let mut st = State::new(opts);
@@ -549,7 +551,7 @@ pub fn run(
 /// connection and reads (discarding) up to its `FCGI_END_REQUEST`, within
 /// the idle timeout and [`MAX_DRAIN`] bytes of output. Only when the whole
 /// request is out (a record cut in the middle could not be followed).
-fn abort_and_drain(conn: &mut AppConn, opts: &ExchangeOpts, bufs: &mut Buffers, st: &mut State) -> Abort {
+fn abort_and_drain<T: Transport>(conn: &mut T, opts: &ExchangeOpts, bufs: &mut Buffers, st: &mut State) -> Abort {
     if !st.body_done || st.out_pos != bufs.out.len() || st.write_failed.is_some() {
         return Abort::Closed;
     }
@@ -620,8 +622,8 @@ fn header_progress(st: &State) -> u64 {
     st.scanner.as_ref().map_or(0, |s| s.bytes_received() as u64)
 }
 
-fn drive(
-    conn: &mut AppConn,
+fn drive<T: Transport>(
+    conn: &mut T,
     fe: &mut dyn Frontend,
     opts: &ExchangeOpts,
     bufs: &mut Buffers,

@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod conn;
 pub mod exchange;
+pub mod mux;
 pub mod reuse;
 pub mod spool;
 pub mod stats;

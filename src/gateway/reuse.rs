@@ -121,6 +121,11 @@ pub struct ClassSlot {
     /// connection failed (for mod_status).
     requests: AtomicU64,
     failures: AtomicU64,
+    /// Multiplexing (issue 14, `super::mux`): 0 = no; else the requests
+    /// one connection may carry (the application answered
+    /// `FCGI_MPXS_CONNS=1`; its `FCGI_MAX_REQS`, or
+    /// `mux::DEFAULT_MAX_REQS`).
+    mux_reqs: AtomicU32,
 }
 
 const BIND_FAILED: u64 = 1 << 32;
@@ -203,6 +208,8 @@ impl Shared {
             Cap::Probe => {
                 c.cap.store(CAP_PROBE, SeqCst);
                 c.probe_after.store(0, SeqCst);
+                // (Asked again with the capacity.)
+                c.mux_reqs.store(0, SeqCst);
             }
         }
         Some(slot)
@@ -244,6 +251,7 @@ impl Shared {
             c.retry_at.store(0, SeqCst);
             c.requests.store(0, SeqCst);
             c.failures.store(0, SeqCst);
+            c.mux_reqs.store(0, SeqCst);
             if c.key.compare_exchange(key, 0, SeqCst, SeqCst).is_ok() {
                 freed += 1;
             }
@@ -329,6 +337,12 @@ impl Shared {
             down,
             retry_due: down && now_ms >= c.retry_at.load(SeqCst),
         }
+    }
+
+    /// Requests one multiplexed connection to `slot` may carry; 0 when the
+    /// application does not multiplex (or was not asked).
+    pub fn mux_reqs(&self, slot: usize) -> u32 {
+        self.classes[slot].mux_reqs.load(SeqCst)
     }
 
     /// The next round-robin turn of the server whose first backend is in
@@ -732,13 +746,31 @@ impl Reuse {
                 AppAddr::Unix(p) => p.display().to_string(),
                 AppAddr::Tcp(a) => a.to_string(),
             };
-            match ask_max_conns(&addr, PROBE_TIMEOUT, peer) {
-                Ok(n) => {
-                    let n = n.min(CAP_LIMIT);
+            match ask_values(&addr, PROBE_TIMEOUT, peer) {
+                Ok(v) => {
+                    let n = v.max_conns.min(CAP_LIMIT);
                     let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
-                    report(format!(
-                        "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
-                    ));
+                    if v.mpxs {
+                        let reqs = if v.max_reqs == 0 {
+                            super::mux::DEFAULT_MAX_REQS
+                        } else {
+                            v.max_reqs.min(1024)
+                        };
+                        c.mux_reqs.store(reqs, SeqCst);
+                        report(format!(
+                            "FastCGI: {target} answers FCGI_MPXS_CONNS=1: it multiplexes, up to {reqs} requests per \
+                             connection{} (used under a threaded MPM unless -multiplex off)",
+                            if v.max_reqs == 0 {
+                                " (FCGI_MAX_REQS not given)"
+                            } else {
+                                ""
+                            }
+                        ));
+                    } else {
+                        report(format!(
+                            "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
+                        ));
+                    }
                 }
                 // Not running yet: ask again later.
                 Err(ProbeError::Unreachable) => c.probe_after.store(unix_now() + 5, SeqCst),
@@ -783,6 +815,23 @@ pub enum ProbeError {
 /// it has read past it, and would otherwise sit on the connection (and its
 /// only thread) until we give up.
 pub fn ask_max_conns(addr: &AppAddr, timeout: Duration, peer: PeerCheck) -> Result<u32, ProbeError> {
+    ask_values(addr, timeout, peer).map(|v| v.max_conns)
+}
+
+/// What an application answers to `FCGI_GET_VALUES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Values {
+    /// `FCGI_MAX_CONNS` (1 when not given).
+    pub max_conns: u32,
+    /// `FCGI_MAX_REQS` (0 when not given).
+    pub max_reqs: u32,
+    /// `FCGI_MPXS_CONNS=1`.
+    pub mpxs: bool,
+}
+
+/// Asks `FCGI_MAX_CONNS`, `FCGI_MAX_REQS` and `FCGI_MPXS_CONNS` (see
+/// [`ask_max_conns`]).
+pub fn ask_values(addr: &AppAddr, timeout: Duration, peer: PeerCheck) -> Result<Values, ProbeError> {
     let start = Instant::now();
     let mut conn = AppConn::connect(addr, timeout, peer).map_err(|_| ProbeError::Unreachable)?;
     let mut out = Vec::new();
@@ -811,13 +860,25 @@ pub fn ask_max_conns(addr: &AppAddr, timeout: Duration, peer: PeerCheck) -> Resu
                     data = &data[used..];
                     match ev {
                         Some(Event::GetValuesResult(pairs)) => {
-                            let v = pairs.iter().find(|(k, _)| k.as_slice() == b"FCGI_MAX_CONNS");
-                            return Ok(v
-                                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
-                                .unwrap_or(1)
-                                .max(1));
+                            let num = |name: &[u8]| {
+                                pairs
+                                    .iter()
+                                    .find(|(k, _)| k.as_slice() == name)
+                                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
+                            };
+                            return Ok(Values {
+                                max_conns: num(b"FCGI_MAX_CONNS").unwrap_or(1).max(1),
+                                max_reqs: num(b"FCGI_MAX_REQS").unwrap_or(0),
+                                mpxs: num(b"FCGI_MPXS_CONNS") == Some(1),
+                            });
                         }
-                        Some(Event::UnknownTypeReply(_)) => return Ok(1),
+                        Some(Event::UnknownTypeReply(_)) => {
+                            return Ok(Values {
+                                max_conns: 1,
+                                max_reqs: 0,
+                                mpxs: false,
+                            })
+                        }
                         Some(_) => {}
                         None if used == 0 => break,
                         None => {}

@@ -149,7 +149,7 @@ pub struct Spool {
 /// without it (EOPNOTSUPP, or EISDIR from kernels that predate it) — a new
 /// file with a random name, created exclusively (no symlink followed) and
 /// unlinked at once.
-fn anonymous_file(dir: &Path) -> io::Result<File> {
+pub(crate) fn anonymous_file(dir: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let r = std::fs::OpenOptions::new()
         .read(true)

@@ -37,6 +37,19 @@ pub fn main_state() -> MainState {
     }
 }
 
+/// Whether the MPM runs several threads per child (worker, event), not one
+/// (prefork): `ap_mpm_query(AP_MPMQ_IS_THREADED)`, asked once.
+pub fn mpm_is_threaded() -> bool {
+    static THREADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *THREADED.get_or_init(|| {
+        let mut result: std::os::raw::c_int = 0;
+        // SAFETY: the MPM writes one int through the pointer, which points
+        // to `result` on our stack.
+        let rv = unsafe { ffi::ap_mpm_query(ffi::AP_MPMQ_IS_THREADED as i32, &mut result) };
+        rv == 0 && result != ffi::AP_MPMQ_NOT_SUPPORTED as i32
+    })
+}
+
 /// Whether the generation now being configured follows a hard restart
 /// (SIGHUP, `apachectl restart`) rather than a graceful one. (The MPMs
 /// record `was_graceful` when they restart; it is 0 at first start too,

@@ -13,6 +13,7 @@ use crate::config::ConfigState;
 use crate::config::{AppAddr, ConnOptions, DynamicConfig, Server};
 use crate::gateway::backends::{self, Choice, Failed};
 use crate::gateway::exchange::{self, ClientGone};
+use crate::gateway::mux::{self, Link};
 use crate::gateway::reuse::{self, Lease};
 use crate::gateway::spool::{self, Spool, SpoolError};
 use crate::gateway::ConnectError;
@@ -402,6 +403,7 @@ pub(crate) fn dynamic_conn_options(d: &DynamicConfig, flush: bool) -> ConnOption
         keep_conn: Some(0),
         // Checked against the process manager's uid anyway (connect.rs).
         peer_uid: None,
+        multiplex: false,
     }
 }
 
@@ -598,68 +600,87 @@ pub fn serve_with(
     };
     let mut choice = Choice::new(table, addrs, retry, Some((app, peer, log_backend_state)));
     let mut bufs = Buffers::default();
-    // (request id, keep) of what `bufs.out` holds.
-    let mut encoded: Option<(u16, bool)> = None;
     // mod_status: counted from here to the end, whichever way it ends.
     let mut counted: Option<super::status::Counted> = None;
-    let (pick, mut lease, request_id, reused, connected) = loop {
+    let (pick, mut lease, request_id, reused, keep, connected) = loop {
         let Some(pick) = choice.next_backend() else {
             super::status::Counted::begin(stats).failed();
             return no_backend(r, app, &choice);
         };
         let addr = choice.addr(pick);
         let slot = pick.slot;
-        // Connection reuse (static and external applications, see
-        // gateway::reuse): a kept connection from the pool, or the right to
-        // keep the new one.
-        let mut lease = match (table, slot) {
+        // Multiplexing (gateway::mux), for an application that answered
+        // FCGI_MPXS_CONNS=1 to the capacity question, under a threaded MPM
+        // (prefork's one thread per child has nobody to share with).
+        let mux_reqs = match (table, slot) {
             (Some(reuse), Some(slot)) if opts.keep_conn != Some(0) => {
                 reuse.probe_if_needed(slot, addr, peer, |line| {
                     crate::httpd::log::main_server(Level::Info, 0, &line)
                 });
-                Some(reuse.lease(slot))
+                if opts.multiplex && crate::httpd::process::mpm_is_threaded() {
+                    reuse.shared().mux_reqs(slot)
+                } else {
+                    0
+                }
             }
+            _ => 0,
+        };
+        // Connection reuse (static and external applications, see
+        // gateway::reuse): a kept connection from the pool, or the right to
+        // keep the new one.
+        let mut lease = match (table, slot) {
+            (Some(reuse), Some(slot)) if opts.keep_conn != Some(0) && mux_reqs == 0 => Some(reuse.lease(slot)),
             _ => None,
         };
-        let keep = lease.as_ref().is_some_and(|l| l.keep());
-        // A kept connection may have been opened for another definition of
-        // the same address, with another peer check (or none).
-        let pooled = lease
-            .as_mut()
-            .and_then(|l| l.take_pooled())
-            .filter(|c| c.peer_passes(peer));
-        // A kept connection carries the next request id (finding 6: late
-        // records of an earlier request are then foreign).
-        let request_id = pooled.as_ref().map_or(1, AppConn::next_request_id);
-        if encoded != Some((request_id, keep)) {
-            bufs.out.clear();
-            if let Err(e) = env::encode(
-                r,
-                &mut bufs.out,
-                request_id,
-                Role::Responder,
-                keep,
-                opts.pass_php_values,
-            ) {
-                r.log(
-                    Level::Error,
-                    0,
-                    &format!("FastCGI: comm with server \"{app}\" aborted: can't encode the request environment: {e}"),
-                );
-                return 500;
-            }
-            encoded = Some((request_id, keep));
-        }
         let counted = counted.get_or_insert_with(|| super::status::Counted::begin(stats));
-        let reused = pooled.is_some();
-        let connected = match pooled {
-            Some(c) => Ok(c),
-            None => super::connect::open(addr, opts, runner, connect_timeout, slot),
+        let open = || super::connect::open(addr, opts, runner, connect_timeout, slot);
+        let (keep, reused, connected) = if mux_reqs > 0 {
+            let stream = mux::pool().stream(addr, mux_reqs, spool.dir.to_path_buf(), open);
+            (true, false, stream.map(Link::Mux))
+        } else {
+            let keep = lease.as_ref().is_some_and(|l| l.keep());
+            // A kept connection may have been opened for another definition
+            // of the same address, with another peer check (or none).
+            let pooled = lease
+                .as_mut()
+                .and_then(|l| l.take_pooled())
+                .filter(|c| c.peer_passes(peer));
+            let reused = pooled.is_some();
+            let connected = match pooled {
+                Some(c) => Ok(c),
+                None => open(),
+            };
+            (keep, reused, connected.map(Link::Own))
         };
         match connected {
             Ok(c) => {
+                // A kept connection carries the next request id (finding 6:
+                // late records of an earlier request are then foreign); a
+                // multiplexed one, an id free on it.
+                let request_id = match &c {
+                    Link::Own(c) if reused => c.next_request_id(),
+                    Link::Own(_) => 1,
+                    Link::Mux(m) => m.request_id(),
+                };
+                if let Err(e) = env::encode(
+                    r,
+                    &mut bufs.out,
+                    request_id,
+                    Role::Responder,
+                    keep,
+                    opts.pass_php_values,
+                ) {
+                    r.log(
+                        Level::Error,
+                        0,
+                        &format!(
+                            "FastCGI: comm with server \"{app}\" aborted: can't encode the request environment: {e}"
+                        ),
+                    );
+                    return 500;
+                }
                 backend_connected(r, app, &choice, pick);
-                break (pick, lease, request_id, reused, c);
+                break (pick, lease, request_id, reused, keep, c);
             }
             Err(e) => match choice.failed(pick) {
                 Failed::Single => {
@@ -682,7 +703,7 @@ pub fn serve_with(
     let mut conn = connected;
 
     let opts_x = ExchangeOpts {
-        keep_conn: lease.as_ref().is_some_and(|l| l.keep()),
+        keep_conn: keep,
         request_id,
         idle_timeout: idle,
         flush: opts.flush,
@@ -725,12 +746,15 @@ pub fn serve_with(
     // another backend than `pick` (its lease is then not reused).
     let mut cur = pick;
     let mut switched = false;
-    let mut reconnect = || reconnect_any(&mut choice, &mut cur, &mut switched, app, opts, runner, connect_timeout);
+    let mut reconnect =
+        || reconnect_any(&mut choice, &mut cur, &mut switched, app, opts, runner, connect_timeout).map(Link::Own);
     let result = exchange::run(&mut conn, &mut fe, &opts_x, &mut bufs, Some(&mut reconnect));
     if let Some(line) = fe.stderr_cap.summary(app) {
         fe.r.log(Level::Error, 0, &line);
     }
-    conn.used_request_id(request_id);
+    if let Link::Own(c) = &mut conn {
+        c.used_request_id(request_id);
+    }
     let HttpdFrontend {
         r,
         mut out,
@@ -747,7 +771,10 @@ pub fn serve_with(
                 Ok(o) => o.reusable,
                 Err(e) => e.abort == exchange::Abort::Drained,
             };
-            lease.finish(conn, !switched && clean)
+            match conn {
+                Link::Own(c) => lease.finish(c, !switched && clean),
+                Link::Mux(m) => drop(m),
+            }
         }
         None => drop(conn),
     }
