@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod exchange;
 pub mod reuse;
+mod row_owner;
 pub mod spool;
 pub mod stats;
 
