@@ -23,7 +23,7 @@ fn fake_running(w: u64) -> bool {
 fn concurrent_claims_and_reclaims_keep_the_counts() {
     const CAP: u32 = 3;
     const THREADS: usize = 8;
-    const ROUNDS: usize = 4_000;
+    const ROUNDS: usize = 20_000;
     let shared: &'static Shared = shm::map_shared().unwrap();
     let slot = shared
         .publish(&AppAddr::Unix("/rows-stress".into()), Cap::Fixed(CAP))
