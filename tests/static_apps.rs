@@ -1175,3 +1175,62 @@ fn follow_the_error_log_after_rotation(error_log: &str) {
     }
     apache.stop();
 }
+
+// Issue 12: a retired class waits for the previous generation's *workers*
+// only. httpd's other children — a piped ErrorLog's logger and mod_cgid's
+// daemon — never exit while the server runs; waiting for them kept a
+// removed application running the full 600 s after a restart.
+fn removed_class_stops_promptly_with_logger_and_cgid(restart: fn(&Apache), within: Duration) {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi");
+    let b = probe_at(&dir, "b.fcgi");
+    let base = "ErrorLog \"|/bin/sh -c 'exec /bin/cat >> @ROOT@/logs/error_log'\"\n\
+                FastCgiIpcDir @ROOT@/ipc\n\
+                FastCgiServer @HTDOCS@/a.fcgi -init-start-delay 0 -restart-delay 1";
+    let with_b = format!("{base}\nFastCgiServer @HTDOCS@/b.fcgi -init-start-delay 0 -restart-delay 1");
+    let mut apache = Apache::start(&conf_in(&dir, &with_b).with_module("cgid"));
+    wait_class(&apache, &a, 1, &[], Duration::from_secs(10));
+    let (_, b_pids) = wait_class(&apache, &b, 1, &[], Duration::from_secs(10));
+    probe_ok(&apache, "/b.fcgi");
+    // The condition under test: httpd has children that are not workers.
+    let others = |apache: &Apache| {
+        apache
+            .child_pids()
+            .into_iter()
+            .filter(|&p| pid_cmdline(p).is_some_and(|c| c.contains("cat") || c.contains("apache2")))
+            .count()
+    };
+    assert!(
+        others(&apache) >= 2,
+        "no piped logger or mod_cgid daemon among httpd's children\n{}",
+        ps_tree(&apache)
+    );
+
+    apache.reconfigure(&conf_in(&dir, base).with_module("cgid"));
+    let t0 = Instant::now();
+    restart(&apache);
+    let gone = wait_until(within, || b_pids.iter().all(|&p| !pid_alive(p)));
+    eprintln!(
+        "removed class stopped after the restart: {gone} after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        gone,
+        "the removed application b {b_pids:?} still runs {within:?} after the restart\n{}",
+        evidence(&apache)
+    );
+    probe_ok(&apache, "/a.fcgi");
+    apache.stop();
+}
+
+#[test]
+fn removed_class_stops_within_seconds_of_a_hard_restart_with_piped_logger_and_cgid() {
+    removed_class_stops_promptly_with_logger_and_cgid(|a| a.restart(), Duration::from_secs(10));
+}
+
+/// The same across a graceful restart: the old workers finish (idle, or
+/// after KeepAliveTimeout 5 s) and the removed class goes right after them.
+#[test]
+fn removed_class_stops_after_the_old_workers_of_a_graceful_restart_with_piped_logger_and_cgid() {
+    removed_class_stops_promptly_with_logger_and_cgid(|a| a.graceful(), Duration::from_secs(30));
+}

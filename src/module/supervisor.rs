@@ -132,18 +132,6 @@ fn dynamic_of(cfg: &ConfigState) -> DynamicSpec {
     )
 }
 
-/// httpd children of the previous generation (still finishing requests
-/// during a graceful restart): every child of ours except the PM.
-fn current_children(except: i32) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != except && parent_of(pid) == Some(me))
-        .collect()
-}
-
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: skip past the
@@ -401,7 +389,10 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
         generation: 0,
         classes: classes_of(cfg),
         hard_restart: process::restart_was_hard(),
-        old_children: current_children(pid),
+        // The previous generation's workers from httpd's scoreboard, not
+        // every child of httpd: piped loggers and mod_cgid's daemon never
+        // exit, and a retired class waited for them 600 s (issue 12).
+        old_children: crate::httpd::scoreboard::previous_generation_workers(),
         log_level: process::main_log_level(),
         dynamic: dynamic_of(cfg),
     };
