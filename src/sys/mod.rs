@@ -6,6 +6,7 @@
 //! Every `unsafe` block here carries a `// SAFETY:` comment; nothing here knows about
 //! httpd.
 
+pub mod account;
 pub mod child;
 pub mod fd;
 #[cfg(test)]
