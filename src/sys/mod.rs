@@ -7,6 +7,7 @@
 //! httpd.
 
 pub mod account;
+pub mod caps;
 pub mod child;
 pub mod fd;
 #[cfg(test)]
