@@ -319,7 +319,7 @@ impl Shared {
     }
 
     fn claim_row_as(&self, owner: u64, running: fn(u64) -> bool) -> Option<usize> {
-        self.reclaim_rows_by(row_owner::pid_of(owner), running);
+        self.reclaim_rows_by(running);
         (0..MAX_ROWS).find(|&i| {
             self.pids[i]
                 .compare_exchange(row_owner::FREE, owner, SeqCst, SeqCst)
@@ -327,9 +327,11 @@ impl Shared {
         })
     }
 
-    /// Gives back the counts of rows whose process is gone.
-    fn reclaim_dead_rows(&self, me: i32) {
-        self.reclaim_rows_by(me, row_owner::running);
+    /// Gives back the counts of rows whose process is gone (the caller's
+    /// own row included, should its pid once have belonged to a child that
+    /// crashed: the start time tells them apart).
+    fn reclaim_dead_rows(&self) {
+        self.reclaim_rows_by(row_owner::running);
     }
 
     /// The row is taken first (owner → [`row_owner::RECLAIMING`]), its
@@ -338,10 +340,10 @@ impl Shared {
     /// (and count into it) while its counts are being zeroed. The owner
     /// word holds a start time, so the CAS cannot succeed for a later
     /// process with the dead one's pid.
-    fn reclaim_rows_by(&self, me: i32, running: fn(u64) -> bool) {
+    fn reclaim_rows_by(&self, running: fn(u64) -> bool) {
         for (owner, row) in self.pids.iter().zip(&self.rows) {
             let w = owner.load(SeqCst);
-            if w == row_owner::FREE || w == row_owner::RECLAIMING || row_owner::pid_of(w) == me || running(w) {
+            if w == row_owner::FREE || w == row_owner::RECLAIMING || running(w) {
                 continue;
             }
             if owner.compare_exchange(w, row_owner::RECLAIMING, SeqCst, SeqCst).is_ok() {
@@ -618,7 +620,7 @@ impl Reuse {
             let seen = self.shared.seq.load(SeqCst);
             let left = self.reap_once();
             if last_reclaim.elapsed() > Duration::from_secs(10) {
-                self.shared.reclaim_dead_rows(self.pid);
+                self.shared.reclaim_dead_rows();
                 last_reclaim = Instant::now();
             }
             let nap = if left {

@@ -81,7 +81,7 @@ fn concurrent_claims_and_reclaims_keep_the_counts() {
     let results: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
     assert!(results.iter().all(Result::is_ok), "a thread failed (see its panic)");
     // Everyone is dead: one more pass gives every count back, exactly.
-    shared.reclaim_rows_by(0, fake_running);
+    shared.reclaim_rows_by(fake_running);
     let c = &shared.classes[slot];
     assert_eq!((c.kept.load(SeqCst), c.waiting.load(SeqCst)), (0, 0));
     assert!(shared.pids.iter().all(|p| p.load(SeqCst) == row_owner::FREE));
@@ -110,7 +110,7 @@ fn zombie_and_reused_pid_rows_are_reclaimed() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(shared.counts(slot).3, 1);
-    shared.reclaim_dead_rows(std::process::id() as i32);
+    shared.reclaim_dead_rows();
     assert_eq!(shared.counts(slot), (3, 0, 0, 0), "the zombie's row is reclaimed");
     let _ = nix::sys::wait::waitpid(pid, None);
 
@@ -123,16 +123,30 @@ fn zombie_and_reused_pid_rows_are_reclaimed() {
     let i = shared.claim_row_as(stale, |_| true).unwrap();
     shared.rows[i].waiting[slot].fetch_add(1, SeqCst);
     shared.classes[slot].waiting.fetch_add(1, SeqCst);
-    shared.reclaim_dead_rows(std::process::id() as i32);
+    shared.reclaim_dead_rows();
     assert_eq!(shared.counts(slot).3, 0, "a reused pid is not the owner");
     assert_eq!(shared.pids[i].load(SeqCst), row_owner::FREE);
     // The same process with its real start time is alive.
     let live = row_owner::word(spid, start);
     let i = shared.claim_row_as(live, |_| true).unwrap();
-    shared.reclaim_dead_rows(std::process::id() as i32);
+    shared.reclaim_dead_rows();
     assert_eq!(shared.pids[i].load(SeqCst), live);
+    // Our own pid with another start time: a child that had our pid crashed.
+    let me = row_owner::of_process(std::process::id() as i32);
+    let old_me = row_owner::word(row_owner::pid_of(me), (me >> 32).wrapping_sub(1000));
+    let j = shared.claim_row_as(old_me, |_| true).unwrap();
+    let k = shared.claim_row_as(me, |_| true).unwrap();
+    shared.reclaim_dead_rows();
+    assert_eq!(
+        shared.pids[j].load(SeqCst),
+        row_owner::FREE,
+        "a dead child with our pid"
+    );
+    assert_eq!(shared.pids[k].load(SeqCst), me, "our own row stays");
+    shared.release_row(k, row_owner::pid_of(me));
+    assert_eq!(shared.pids[k].load(SeqCst), row_owner::FREE);
     let _ = sleeper.kill();
     let _ = sleeper.wait();
-    shared.reclaim_dead_rows(std::process::id() as i32);
+    shared.reclaim_dead_rows();
     assert_eq!(shared.pids[i].load(SeqCst), row_owner::FREE);
 }
