@@ -70,7 +70,7 @@ fn main() {
         .clang_arg("-Ic_shim")
         .allowlist_function("ap_.*|apr_.*|fcgi_shim_.*")
         .allowlist_type("request_rec|server_rec|conn_rec|cmd_parms|process_rec|apr_.*|ap_.*|unixd_config_rec|module_struct")
-        .allowlist_var("ap_server_conf|ap_unixd_config|APR_.*|HTTP_.*|APLOG_.*|OK|DECLINED|DONE|M_.*|REQUEST_.*|AP_.*|OR_.*|ACCESS_CONF|RSRC_CONF|OPT_.*|NOT_IN_.*|GLOBAL_ONLY|ap_server_root|MODULE_MAGIC_.*")
+        .allowlist_var("ap_server_conf|ap_unixd_config|APR_.*|HTTP_.*|APLOG_.*|OK|DECLINED|DONE|M_.*|REQUEST_.*|AP_.*|OR_.*|ACCESS_CONF|RSRC_CONF|OPT_.*|NOT_IN_.*|GLOBAL_ONLY|ap_server_root|ap_scoreboard_image|MODULE_MAGIC_.*")
         .derive_default(false)
         .layout_tests(false)
         .generate_comments(false)

@@ -22,5 +22,6 @@
 #include "apr_thread_proc.h"
 #include "apr_portable.h"
 #include "mod_status.h"
+#include "scoreboard.h"
 #include "fastcgi_shim.h"
 

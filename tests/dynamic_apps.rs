@@ -749,3 +749,76 @@ fn graceful_restart_keeps_the_dynamic_process() {
         evidence(&apache)
     );
 }
+
+/// Issue 12: a dynamic request does not read the user or group database.
+/// Before, every request re-read `/etc/group` (is the server's User a
+/// member of the file's group?) — and with a wrapper `/etc/passwd` — and
+/// saw only the local files; now the C library (NSS) is asked once per
+/// process and the answer cached. Measured with strace on httpd's worker
+/// processes: at most one open of either file per process over 40
+/// requests.
+#[test]
+fn dynamic_requests_do_not_reread_the_user_database() {
+    let dir = TestDir::new();
+    let (wrapper, _log) = dir.logging_wrapper();
+    probe_at(&dir, "dyn/probe.fcgi");
+    let apache = start_in(
+        &dir,
+        &format!("{IPC}\nFastCgiWrapper {}\n{}", s(&wrapper), dyn_dir("dyn")),
+    );
+    probe_ok(&apache, "/dyn/probe.fcgi");
+    let pms = pm_pids(&apache);
+    let workers: Vec<i32> = apache
+        .child_pids()
+        .into_iter()
+        .filter(|p| !pms.contains(p) && pid_cmdline(*p).is_some_and(|c| c.contains("apache2")))
+        .collect();
+    assert!(!workers.is_empty(), "no httpd worker\n{}", ps_tree(&apache));
+    let out = dir.join("strace.out");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=open,openat", "-o"]).arg(&out);
+    for p in &workers {
+        cmd.arg("-p").arg(p.to_string());
+    }
+    let mut strace = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run strace");
+    let traced = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || workers.iter().all(|&p| traced(p))),
+        "strace did not attach to {workers:?}"
+    );
+    const REQUESTS: usize = 40;
+    for _ in 0..REQUESTS {
+        let r = apache.get("/dyn/probe.fcgi");
+        assert_eq!(r.status, 200, "{}\n{}", brief(&r), evidence(&apache));
+    }
+    // SIGINT: strace detaches and exits.
+    // SAFETY: kill has no memory effects; the pid is our own strace child.
+    unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
+    let _ = strace.wait();
+    let trace = fs::read_to_string(&out).unwrap_or_default();
+    let opens: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("\"/etc/passwd\"") || l.contains("\"/etc/group\""))
+        .collect();
+    eprintln!(
+        "{} open(s) of /etc/passwd or /etc/group by {} worker(s) over {REQUESTS} dynamic requests",
+        opens.len(),
+        workers.len()
+    );
+    assert!(
+        opens.len() <= workers.len(),
+        "{} opens of the user database in {REQUESTS} requests by {} workers:\n{}",
+        opens.len(),
+        workers.len(),
+        opens.iter().take(10).copied().collect::<Vec<_>>().join("\n")
+    );
+}

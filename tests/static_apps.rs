@@ -1047,12 +1047,110 @@ fn wrapper_gets_the_legacy_arguments_and_runs_the_app() {
     // (/bin/sh itself exports PWD before exec'ing the application.)
     let env: Vec<String> = environ(pid).into_iter().filter(|v| !v.starts_with("PWD=")).collect();
     assert_eq!(env, vec!["WRAPPED=yes".to_string()]);
-    // The PM keeps a saved uid of root (to signal wrapped applications that a setuid
-    // wrapper moved to another user); the application never inherits it.
-    let (pm_uids, _) = ids(pm);
-    assert_eq!(pm_uids, vec![33, 33, 0, 33], "PM uids (real, effective, saved, fs)");
+    // The PM keeps no uid of root, only CAP_KILL (to signal wrapped applications a
+    // setuid wrapper moved to another user); the application gets no capability.
+    assert_pm_keeps_only_cap_kill(pm);
     let (app_uids, _) = ids(pid);
     assert_eq!(app_uids, vec![33, 33, 33, 33], "app uids");
+    assert_eq!(cap_sets(pid), (0, 0), "app CapPrm/CapEff");
+}
+
+/// (`CapPrm`, `CapEff`) of `pid`.
+fn cap_sets(pid: i32) -> (u64, u64) {
+    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hex = |key: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(u64::MAX)
+    };
+    (hex("CapPrm:"), hex("CapEff:"))
+}
+
+const CAP_KILL_MASK: u64 = 1 << 5;
+
+/// Issue 12: with a wrapper, the PM used to keep a saved uid of 0 for its whole life.
+fn assert_pm_keeps_only_cap_kill(pm: i32) {
+    let (uids, gids) = ids(pm);
+    assert_eq!(uids, vec![33, 33, 33, 33], "PM uids (real, effective, saved, fs)");
+    assert_eq!(gids, vec![33, 33, 33, 33], "PM gids");
+    assert_eq!(
+        cap_sets(pm),
+        (CAP_KILL_MASK, CAP_KILL_MASK),
+        "PM CapPrm/CapEff: CAP_KILL only"
+    );
+}
+
+/// A setuid-root wrapper that runs the application as nobody (65534), in C: the PM,
+/// running as www-data, can signal such an application only with CAP_KILL (or root).
+fn nobody_wrapper(dir: &TestDir) -> PathBuf {
+    let src = dir.write(
+        "bin/nobodywrap.c",
+        "#include <grp.h>\n#include <limits.h>\n#include <stdlib.h>\n#include <unistd.h>\n\
+         int main(int argc, char **argv) {\n\
+           char path[PATH_MAX];\n\
+           char *args[2];\n\
+           if (argc < 4 || !realpath(argv[3], path)) return 111;\n\
+           if (setgroups(0, NULL) || setgid(65534) || setuid(65534)) return 112;\n\
+           args[0] = path;\n\
+           args[1] = NULL;\n\
+           execv(path, args);\n\
+           return 113;\n\
+         }\n",
+        0o644,
+    );
+    let bin = dir.join("bin/nobodywrap");
+    let st = std::process::Command::new("cc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("run cc");
+    assert!(st.success(), "cc nobodywrap.c failed");
+    chown(&bin, Some(0), Some(0)).expect("chown wrapper");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).expect("chmod wrapper");
+    let _ = fs::set_permissions(dir.join("bin"), fs::Permissions::from_mode(0o755));
+    bin
+}
+
+/// Issue 12: the PM of a wrapper configuration keeps no uid 0, only CAP_KILL — and
+/// that is enough to stop applications a setuid wrapper runs as another user: a
+/// graceful restart that changes the class replaces its process (SIGTERM from the
+/// surviving PM, which runs as www-data).
+#[test]
+fn pm_with_a_wrapper_keeps_only_cap_kill_and_still_stops_other_users_apps() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "fcgi/nobody.fcgi");
+    let wrapper = nobody_wrapper(&dir);
+    let conf = |env: &str| {
+        conf_in(
+            &dir,
+            &format!(
+                "FastCgiIpcDir @ROOT@/ipc\nFastCgiWrapper {}\n\
+                 FastCgiServer {} -init-start-delay 0 -restart-delay 1 -initial-env V={env}",
+                s(&wrapper),
+                s(&app)
+            ),
+        )
+    };
+    let mut apache = Apache::start(&conf("1"));
+    let (pm, old) = wait_class(&apache, &app, 1, &[], Duration::from_secs(10));
+    assert_eq!(probe_ok(&apache, "/fcgi/nobody.fcgi"), old[0]);
+    assert_eq!(ids(old[0]).0, vec![65534; 4], "the wrapper runs the app as nobody");
+    assert_pm_keeps_only_cap_kill(pm);
+
+    apache.reconfigure(&conf("2"));
+    apache.graceful();
+    let (pm2, new) = wait_class(&apache, &app, 1, &old, Duration::from_secs(10));
+    assert_eq!(pm2, pm, "the PM survives a graceful restart");
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(old[0])),
+        "the PM could not stop the old application running as nobody\n{}",
+        evidence(&apache)
+    );
+    assert_eq!(environ(new[0]), vec!["V=2".to_string()]);
+    assert_eq!(probe_ok(&apache, "/fcgi/nobody.fcgi"), new[0]);
+    apache.stop();
 }
 
 /// graceful-stop (SIGWINCH): in-flight requests finish, then every application is
@@ -1174,4 +1272,63 @@ fn follow_the_error_log_after_rotation(error_log: &str) {
         );
     }
     apache.stop();
+}
+
+// Issue 12: a retired class waits for the previous generation's *workers*
+// only. httpd's other children — a piped ErrorLog's logger and mod_cgid's
+// daemon — never exit while the server runs; waiting for them kept a
+// removed application running the full 600 s after a restart.
+fn removed_class_stops_promptly_with_logger_and_cgid(restart: fn(&Apache), within: Duration) {
+    let dir = TestDir::new();
+    let a = probe_at(&dir, "a.fcgi");
+    let b = probe_at(&dir, "b.fcgi");
+    let base = "ErrorLog \"|/bin/sh -c 'exec /bin/cat >> @ROOT@/logs/error_log'\"\n\
+                FastCgiIpcDir @ROOT@/ipc\n\
+                FastCgiServer @HTDOCS@/a.fcgi -init-start-delay 0 -restart-delay 1";
+    let with_b = format!("{base}\nFastCgiServer @HTDOCS@/b.fcgi -init-start-delay 0 -restart-delay 1");
+    let mut apache = Apache::start(&conf_in(&dir, &with_b).with_module("cgid"));
+    wait_class(&apache, &a, 1, &[], Duration::from_secs(10));
+    let (_, b_pids) = wait_class(&apache, &b, 1, &[], Duration::from_secs(10));
+    probe_ok(&apache, "/b.fcgi");
+    // The condition under test: httpd has children that are not workers.
+    let others = |apache: &Apache| {
+        apache
+            .child_pids()
+            .into_iter()
+            .filter(|&p| pid_cmdline(p).is_some_and(|c| c.contains("cat") || c.contains("apache2")))
+            .count()
+    };
+    assert!(
+        others(&apache) >= 2,
+        "no piped logger or mod_cgid daemon among httpd's children\n{}",
+        ps_tree(&apache)
+    );
+
+    apache.reconfigure(&conf_in(&dir, base).with_module("cgid"));
+    let t0 = Instant::now();
+    restart(&apache);
+    let gone = wait_until(within, || b_pids.iter().all(|&p| !pid_alive(p)));
+    eprintln!(
+        "removed class stopped after the restart: {gone} after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        gone,
+        "the removed application b {b_pids:?} still runs {within:?} after the restart\n{}",
+        evidence(&apache)
+    );
+    probe_ok(&apache, "/a.fcgi");
+    apache.stop();
+}
+
+#[test]
+fn removed_class_stops_within_seconds_of_a_hard_restart_with_piped_logger_and_cgid() {
+    removed_class_stops_promptly_with_logger_and_cgid(|a| a.restart(), Duration::from_secs(10));
+}
+
+/// The same across a graceful restart: the old workers finish (idle, or
+/// after KeepAliveTimeout 5 s) and the removed class goes right after them.
+#[test]
+fn removed_class_stops_after_the_old_workers_of_a_graceful_restart_with_piped_logger_and_cgid() {
+    removed_class_stops_promptly_with_logger_and_cgid(|a| a.graceful(), Duration::from_secs(30));
 }

@@ -1,8 +1,9 @@
-//! Default implementations of the [`ParseEnv`](super::ParseEnv) hooks, in safe
-//! `std` only: name resolution through `ToSocketAddrs`, the process
-//! environment, and account look-ups read from `/etc/passwd` and `/etc/group`.
-//! The glue may replace the account hooks with NSS-aware ones
-//! (`getpwnam`/`ap_uname2id`); these files cover the common local case.
+//! Default implementations of the [`ParseEnv`](super::ParseEnv) hooks:
+//! name resolution through `ToSocketAddrs`, the process environment, and
+//! account look-ups through the C library's NSS ([`crate::sys::account`],
+//! cached per configuration pass; reading `/etc/passwd` and `/etc/group`
+//! directly missed LDAP/sssd users and re-read the files on every dynamic
+//! request, issue 12).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -22,6 +23,7 @@ pub fn system_getenv(name: &str) -> Option<String> {
 
 /// The colon-separated fields of the first line of `content` whose field
 /// `key_index` equals `key`.
+#[cfg(test)]
 pub(crate) fn find_entry<'a>(content: &'a str, key_index: usize, key: &str) -> Option<Vec<&'a str>> {
     content
         .lines()
@@ -30,35 +32,32 @@ pub(crate) fn find_entry<'a>(content: &'a str, key_index: usize, key: &str) -> O
         .find(|f| f.len() > 2 && f.get(key_index) == Some(&key))
 }
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Numeric uid of a user name, from `/etc/passwd`.
+/// Numeric uid of a user name.
 pub fn system_uid_by_name(name: &str) -> Option<u32> {
-    find_entry(&read("/etc/passwd"), 0, name)?.get(2)?.parse().ok()
+    crate::sys::account::uid_by_name(name)
 }
 
-/// Numeric gid of a group name, from `/etc/group`.
+/// Numeric gid of a group name.
 pub fn system_gid_by_name(name: &str) -> Option<u32> {
-    find_entry(&read("/etc/group"), 0, name)?.get(2)?.parse().ok()
+    crate::sys::account::gid_by_name(name)
 }
 
-/// User name of a uid, from `/etc/passwd`.
+/// User name of a uid.
 pub fn system_user_by_uid(uid: u32) -> Option<String> {
-    Some(find_entry(&read("/etc/passwd"), 2, &uid.to_string())?[0].to_string())
+    crate::sys::account::user_by_uid(uid)
 }
 
-/// Group name of a gid, from `/etc/group`.
+/// Group name of a gid.
 pub fn system_group_by_gid(gid: u32) -> Option<String> {
-    Some(find_entry(&read("/etc/group"), 2, &gid.to_string())?[0].to_string())
+    crate::sys::account::group_by_gid(gid)
 }
 
-/// Members listed for group `gid` in `/etc/group`.
+/// Members listed for group `gid`.
 pub(crate) fn group_members(gid: u32) -> Vec<String> {
-    members_of(&read("/etc/group"), gid)
+    crate::sys::account::group_members(gid)
 }
 
+#[cfg(test)]
 pub(crate) fn members_of(group_file: &str, gid: u32) -> Vec<String> {
     find_entry(group_file, 2, &gid.to_string())
         .and_then(|f| {

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod exchange;
 pub mod mux;
 pub mod reuse;
+mod row_owner;
 pub mod spool;
 pub mod stats;
 

@@ -46,11 +46,12 @@
 //! reclaimed by whoever notices the dead pid.
 
 use super::conn::{AppConn, PeerCheck};
+use super::row_owner;
 use crate::config::AppAddr;
 use crate::proto::{self, Decoder, Event};
 use crate::sys::{shm, signals};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -165,9 +166,10 @@ pub struct Shared {
     /// not wake anyone again (one futex call per reaper pass at most).
     wake_pending: AtomicU32,
     classes: [ClassSlot; MAX_CLASSES],
-    /// The owner of each row (0 = free), apart from the counts so that a
-    /// scan for dead owners reads one page, not every row.
-    pids: [AtomicI32; MAX_ROWS],
+    /// The owner of each row ([`row_owner`]: pid and start time; 0 = free),
+    /// apart from the counts so that a scan for dead owners reads two
+    /// pages, not every row.
+    pids: [AtomicU64; MAX_ROWS],
     rows: [Row; MAX_ROWS],
 }
 
@@ -421,20 +423,57 @@ impl Shared {
         )
     }
 
-    /// Claims a row for `pid`, reclaiming rows of dead processes on the way.
+    /// Claims a row for the running process `pid` (named by pid and start
+    /// time, [`row_owner`]), reclaiming rows of dead processes on the way.
     fn claim_row(&self, pid: i32) -> Option<usize> {
-        self.reclaim_dead_rows(pid);
-        (0..MAX_ROWS).find(|&i| self.pids[i].compare_exchange(0, pid, SeqCst, SeqCst).is_ok())
+        self.claim_row_as(row_owner::of_process(pid), row_owner::running)
     }
 
-    /// Gives back the counts of rows whose process is gone.
-    fn reclaim_dead_rows(&self, me: i32) {
+    fn claim_row_as(&self, owner: u64, running: fn(u64) -> bool) -> Option<usize> {
+        self.reclaim_rows_by(running);
+        (0..MAX_ROWS).find(|&i| {
+            self.pids[i]
+                .compare_exchange(row_owner::FREE, owner, SeqCst, SeqCst)
+                .is_ok()
+        })
+    }
+
+    /// Gives back the counts of rows whose process is gone (the caller's
+    /// own row included, should its pid once have belonged to a child that
+    /// crashed: the start time tells them apart).
+    fn reclaim_dead_rows(&self) {
+        self.reclaim_rows_by(row_owner::running);
+    }
+
+    /// The row is taken first (owner → [`row_owner::RECLAIMING`]), its
+    /// counts given back, and only then freed: of several processes that
+    /// find the same dead owner, one reclaims, and nobody can claim the row
+    /// (and count into it) while its counts are being zeroed. The owner
+    /// word holds a start time, so the CAS cannot succeed for a later
+    /// process with the dead one's pid.
+    fn reclaim_rows_by(&self, running: fn(u64) -> bool) {
         for (owner, row) in self.pids.iter().zip(&self.rows) {
-            let pid = owner.load(SeqCst);
-            if pid != 0 && pid != me && !shm::process_exists(pid) {
-                self.drop_row(row);
-                let _ = owner.compare_exchange(pid, 0, SeqCst, SeqCst);
+            let w = owner.load(SeqCst);
+            if w == row_owner::FREE || w == row_owner::RECLAIMING || running(w) {
+                continue;
             }
+            if owner.compare_exchange(w, row_owner::RECLAIMING, SeqCst, SeqCst).is_ok() {
+                self.drop_row(row);
+                owner.store(row_owner::FREE, SeqCst);
+            }
+        }
+    }
+
+    /// The owner `pid` gives its row `i` back (as a reclaimer would).
+    fn release_row(&self, i: usize, pid: i32) {
+        let owner = &self.pids[i];
+        let w = owner.load(SeqCst);
+        if w == row_owner::FREE || w == row_owner::RECLAIMING || row_owner::pid_of(w) != pid {
+            return;
+        }
+        if owner.compare_exchange(w, row_owner::RECLAIMING, SeqCst, SeqCst).is_ok() {
+            self.drop_row(&self.rows[i]);
+            owner.store(row_owner::FREE, SeqCst);
         }
     }
 
@@ -703,7 +742,7 @@ impl Reuse {
             let seen = self.shared.seq.load(SeqCst);
             let left = self.reap_once();
             if last_reclaim.elapsed() > Duration::from_secs(10) {
-                self.shared.reclaim_dead_rows(self.pid);
+                self.shared.reclaim_dead_rows();
                 last_reclaim = Instant::now();
             }
             let nap = if left {
@@ -722,8 +761,7 @@ impl Reuse {
             self.drop_idle(slot);
         }
         if let Some(Some(i)) = self.row.get() {
-            self.shared.drop_row(&self.shared.rows[*i]);
-            self.shared.pids[*i].store(0, SeqCst);
+            self.shared.release_row(*i, self.pid);
         }
     }
 
@@ -974,6 +1012,9 @@ impl Drop for Lease {
         }
     }
 }
+
+#[cfg(test)]
+mod rows_tests;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ pub mod log;
 pub mod pool;
 pub mod process;
 pub mod request;
+pub mod scoreboard;
 pub mod server;
 pub mod table;
 

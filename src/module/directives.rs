@@ -58,6 +58,8 @@ fn group_name(gid: u32) -> String {
 
 /// The parse environment as httpd knows it right now.
 pub fn parse_env(pconf: Pool) -> ParseEnv {
+    // Users and groups are looked up afresh once per configuration pass.
+    crate::sys::account::forget_cached();
     let who = server::run_as();
     let mut env = ParseEnv::new(
         server::server_root(),

@@ -355,8 +355,7 @@ pub(crate) fn dynamic_identity(state: &ConfigState, r: &Request) -> (String, Str
     }
     match r.suexec_identity() {
         Some((uid, gid, userdir)) if uid != 0 || gid != 0 => {
-            let name = crate::config::system_user_by_uid(uid).unwrap_or_else(|| format!("#{uid}"));
-            (if userdir { format!("~{name}") } else { name }, gid.to_string())
+            (super::suexec_id::wrapper_user(uid, userdir), gid.to_string())
         }
         _ => {
             let id = state.fcgi_identity();

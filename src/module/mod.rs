@@ -15,6 +15,7 @@ pub mod handler;
 mod pm_backoff;
 pub mod routing;
 pub mod status;
+mod suexec_id;
 pub mod supervisor;
 
 use crate::config::ConfigState;

@@ -132,18 +132,6 @@ fn dynamic_of(cfg: &ConfigState) -> DynamicSpec {
     )
 }
 
-/// httpd children of the previous generation (still finishing requests
-/// during a graceful restart): every child of ours except the PM.
-fn current_children(except: i32) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != except && parent_of(pid) == Some(me))
-        .collect()
-}
-
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: skip past the
@@ -177,21 +165,19 @@ fn send(msg: &CtlMsg) -> std::io::Result<()> {
     process::retained_pm().write_ctl(&frame, log.as_ref().map(|f| f.as_fd()))
 }
 
-/// The PM of a wrapper configuration runs as User/Group but keeps a saved
-/// uid of root, so it can still signal applications a setuid wrapper
-/// (suexec) started as other users (legacy PM-05 kept root likewise).
-fn keep_saved_root(run_as: (u32, u32, String)) -> bool {
-    use nix::unistd::{getuid, initgroups, setgid, setresuid, Gid, Uid};
+/// The PM of a wrapper configuration runs as User/Group for good (no
+/// saved uid of root, issue 12) but keeps `CAP_KILL`, so it can still
+/// signal applications a setuid wrapper (suexec) started as other users
+/// (legacy PM-05 kept root for that).
+fn keep_only_cap_kill(run_as: (u32, u32, String)) -> bool {
     let (uid, gid, user) = run_as;
-    if !getuid().is_root() {
+    if !nix::unistd::getuid().is_root() {
         return true;
     }
     let Ok(name) = std::ffi::CString::new(user) else {
         return false;
     };
-    setgid(Gid::from_raw(gid)).is_ok()
-        && initgroups(&name, Gid::from_raw(gid)).is_ok()
-        && setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(0)).is_ok()
+    crate::sys::caps::become_user_keeping_kill(uid, gid, &name).is_ok()
 }
 
 /// Forks a new PM with `cfg`; records it in the retained data.
@@ -257,7 +243,7 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
                     0,
                     &format!("FastCGI: wrapper mechanism enabled (wrapper: {})", w.display()),
                 );
-                keep_saved_root(run_as)
+                keep_only_cap_kill(run_as)
             }
         };
         if !dropped {
@@ -401,7 +387,10 @@ pub fn post_config(pconf: Pool, state: &'static ModuleState, cfg: &ConfigState) 
         generation: 0,
         classes: classes_of(cfg),
         hard_restart: process::restart_was_hard(),
-        old_children: current_children(pid),
+        // The previous generation's workers from httpd's scoreboard, not
+        // every child of httpd: piped loggers and mod_cgid's daemon never
+        // exit, and a retired class waited for them 600 s (issue 12).
+        old_children: crate::httpd::scoreboard::previous_generation_workers(),
         log_level: process::main_log_level(),
         dynamic: dynamic_of(cfg),
     };

@@ -365,18 +365,6 @@ fn release(log: &Logger<'_>, app: &Path, mut sock: ListenSocket) {
     }
 }
 
-/// Runs `f` with effective uid 0 when the saved uid allows it (the PM of a
-/// wrapper configuration), else as is.
-fn with_root(f: impl FnOnce()) {
-    let Ok(ids) = nix::unistd::getresuid() else { return f() };
-    if ids.saved.is_root() && !ids.effective.is_root() && nix::unistd::seteuid(nix::unistd::Uid::from_raw(0)).is_ok() {
-        f();
-        let _ = nix::unistd::seteuid(ids.effective);
-    } else {
-        f();
-    }
-}
-
 fn spawn_process(spec: &ClassSpec, sock: &ListenSocket, pm_pid: i32, out: Option<&OwnedFd>) -> std::io::Result<i32> {
     // Duplicates (close-on-exec) that std moves onto fds 0, 1 and 2 in the child.
     let stdin = sock.fd.try_clone()?;
@@ -446,13 +434,9 @@ impl Effects for Os<'_> {
             StopSignal::Kill => Signal::SIGKILL,
         };
         // ESRCH: already gone (a zombie we have not reaped is still signallable).
-        if kill(Pid::from_raw(pid), s) == Err(nix::errno::Errno::EPERM) {
-            // A wrapped application running as another user: with a wrapper
-            // the PM keeps a saved uid of root for exactly this (PM-05).
-            with_root(|| {
-                let _ = kill(Pid::from_raw(pid), s);
-            });
-        }
+        // A wrapped application running as another user: with a wrapper the
+        // PM keeps CAP_KILL for exactly this (PM-05; `sys::caps`).
+        let _ = kill(Pid::from_raw(pid), s);
     }
 
     fn log(&mut self, level: LogLevel, msg: String) {

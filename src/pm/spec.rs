@@ -215,7 +215,8 @@ pub struct PmConfig {
     pub classes: Vec<ClassSpec>,
     /// httpd did a hard restart (`restart`/SIGHUP): restart every class.
     pub hard_restart: bool,
-    /// pids of the httpd children of the previous generation (graceful restart): the PM
+    /// pids of the httpd worker processes of the previous generation (from httpd's
+    /// scoreboard; piped loggers and other helper children are not in it): the PM
     /// may only stop processes of retired classes once none of these is alive any more
     /// (they may still be talking to them).
     pub old_children: Vec<i32>,

@@ -42,9 +42,11 @@ fn setup_in_child(s: ChildSetup) -> io::Result<()> {
             return Err(io::Error::from_raw_os_error(Errno::last_raw()));
         }
     }
-    // A PM that keeps a saved uid of root (wrapper configurations) must not
-    // pass it on: the application (or the wrapper) runs with real,
-    // effective and saved uid all the server's User.
+    // A saved uid other than the effective one is never passed on: the
+    // application (or the wrapper) runs with real, effective and saved uid
+    // all the server's User. (The PM of a wrapper configuration no longer
+    // keeps a saved root uid — only CAP_KILL, which is not inherited across
+    // exec, `sys::caps` — so this is a safeguard.)
     if let Ok(ids) = nix::unistd::getresuid() {
         if ids.saved != ids.effective {
             nix::unistd::setresuid(ids.effective, ids.effective, ids.effective).map_err(io::Error::from)?;

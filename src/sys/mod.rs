@@ -6,6 +6,8 @@
 //! Every `unsafe` block here carries a `// SAFETY:` comment; nothing here knows about
 //! httpd.
 
+pub mod account;
+pub mod caps;
 pub mod child;
 pub mod fd;
 #[cfg(test)]
