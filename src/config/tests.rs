@@ -2544,3 +2544,21 @@ fn external_several_backends() {
         .to_string();
     assert!(e.contains("-retry"), "{e}");
 }
+
+/// Issue 14: `-multiplex on|off` (default on), external servers only.
+#[test]
+fn external_multiplex_option() {
+    assert!(external_ok("/e -socket a").opts.multiplex);
+    assert!(!external_ok("/e -socket a -multiplex off").opts.multiplex);
+    assert!(external_ok("/e -socket a -multiplex OFF -multiplex On").opts.multiplex);
+    let e = st()
+        .external_server("FastCgiExternalServer", "/e -socket a -multiplex maybe")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("-multiplex") && e.contains("on or off"), "{e}");
+    let e = st()
+        .fastcgi_server("FastCgiServer", &format!("{P} -multiplex off"), &fs())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("-multiplex"), "{e}");
+}
