@@ -15,7 +15,7 @@ case "$level" in
   test|demo|bench) pkgs+=(libfcgi-dev libfcgi-bin php-fpm php-cgi libfcgi-perl python3 python3-pip python-is-python3 procps strace iproute2) ;;
 esac
 case "$level" in
-  bench) pkgs+=(wrk libapache2-mod-fcgid) ;;
+  bench) pkgs+=(wrk libapache2-mod-fcgid golang-go) ;;
   deb) pkgs+=(debhelper dpkg-dev) ;;
 esac
 

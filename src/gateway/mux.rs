@@ -39,10 +39,14 @@ use std::time::{Duration, Instant};
 
 /// Requests in flight on one connection when the application does not
 /// announce `FCGI_MAX_REQS`.
-pub const DEFAULT_MAX_REQS: u32 = 16;
+pub const DEFAULT_MAX_REQS: u32 = 8;
 /// Undelivered output a request may hold in memory before it is spilled
 /// to a temporary file.
 pub const MEM_LIMIT: usize = 256 * 1024;
+/// How long the reader waits for a request over [`MEM_LIMIT`] to take its
+/// data before spilling it (a request that keeps up is never spilled; one
+/// that does not delays the others on its connection by this much, once).
+pub const SPILL_GRACE: Duration = Duration::from_millis(20);
 /// A connection without requests this long is closed.
 pub const IDLE_CLOSE: Duration = Duration::from_secs(5);
 /// Most bytes one write call puts out (whole records).
@@ -65,6 +69,10 @@ struct Inbox {
     abandoned: bool,
     /// Spilling failed: the request fails.
     failed: bool,
+    /// Its request waits on `cv` for data (only then is it woken: one
+    /// wake-up per arrival for the request concerned, not for all).
+    waiting: bool,
+    cv: Arc<Condvar>,
 }
 
 impl Inbox {
@@ -90,11 +98,13 @@ impl Inbox {
 
     fn pop(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.mem.is_empty() {
-            let n = buf.len().min(self.mem.len());
-            for (d, s) in buf.iter_mut().zip(self.mem.drain(..n)) {
-                *d = s;
-            }
-            return Ok(n);
+            let (a, b) = self.mem.as_slices();
+            let na = buf.len().min(a.len());
+            buf[..na].copy_from_slice(&a[..na]);
+            let nb = (buf.len() - na).min(b.len());
+            buf[na..na + nb].copy_from_slice(&b[..nb]);
+            self.mem.drain(..na + nb);
+            return Ok(na + nb);
         }
         let Some(f) = self.file.as_ref() else { return Ok(0) };
         let want = buf.len().min((self.file_w - self.file_r) as usize);
@@ -117,13 +127,16 @@ struct State {
     dead: bool,
     /// When the last request left (for [`IDLE_CLOSE`]).
     idle_since: Instant,
+    /// The reader waits for this request to take data ([`SPILL_GRACE`]).
+    reader_waits_for: Option<u16>,
 }
 
 /// One multiplexed connection of this httpd child.
 pub struct MuxConn {
     writer: Mutex<AppConn>,
     state: Mutex<State>,
-    arrived: Condvar,
+    /// Signalled when the request the reader waits for took data.
+    drained: Condvar,
     max_reqs: u32,
     spill_dir: PathBuf,
     tcp: bool,
@@ -196,8 +209,11 @@ impl MuxConn {
         }
         let mut st = self.state();
         st.dead = true;
+        let all: Vec<Arc<Condvar>> = st.inboxes.values().map(|i| i.cv.clone()).collect();
         drop(st);
-        self.arrived.notify_all();
+        for cv in all {
+            cv.notify_all();
+        }
     }
 
     /// Routes the complete records at the front of `pending`. Returns
@@ -205,7 +221,7 @@ impl MuxConn {
     fn route(&self, pending: &mut Vec<u8>) -> bool {
         let mut used = 0;
         let mut st = self.state();
-        let mut woke = false;
+        let mut wake: Vec<Arc<Condvar>> = Vec::new();
         while pending.len() - used >= proto::FCGI_HEADER_LEN {
             let mut h = [0u8; 8];
             h.copy_from_slice(&pending[used..used + 8]);
@@ -217,7 +233,6 @@ impl MuxConn {
             if pending.len() - used < total {
                 break;
             }
-            let record = &pending[used..used + total];
             used += total;
             let id = hdr.request_id;
             let end = hdr.rtype == RecordType::EndRequest;
@@ -234,11 +249,37 @@ impl MuxConn {
             if inbox.ended {
                 continue;
             }
+            if inbox.file.is_none() && inbox.mem.len() + total > MEM_LIMIT {
+                // Over its memory share: give the request a moment to take
+                // what it has before spilling (the others wait that long).
+                for cv in wake.drain(..) {
+                    cv.notify_all();
+                }
+                st.reader_waits_for = Some(id);
+                st = self
+                    .drained
+                    .wait_timeout_while(st, SPILL_GRACE, |st| {
+                        st.inboxes
+                            .get(&id)
+                            .is_some_and(|i| !i.abandoned && i.file.is_none() && i.mem.len() + total > MEM_LIMIT)
+                    })
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                st.reader_waits_for = None;
+            }
+            let Some(inbox) = st.inboxes.get_mut(&id) else { continue };
+            if inbox.abandoned {
+                continue;
+            }
+            let record = &pending[used - total..used];
             if inbox.push(record, &self.spill_dir).is_err() {
                 inbox.failed = true;
             }
             inbox.ended |= end;
-            woke = true;
+            if inbox.waiting {
+                inbox.waiting = false;
+                wake.push(inbox.cv.clone());
+            }
         }
         let failed: Vec<u16> = st
             .inboxes
@@ -256,8 +297,8 @@ impl MuxConn {
             proto::encode_abort_request(&mut rec, id);
             let _ = self.write_records(&rec);
         }
-        if woke {
-            self.arrived.notify_all();
+        for cv in wake {
+            cv.notify_all();
         }
         true
     }
@@ -301,7 +342,11 @@ impl Transport for MuxStream {
             return Err(io::Error::other("the multiplexed response could not be spilled"));
         }
         if !inbox.is_empty() {
-            return inbox.pop(buf).map(Some);
+            let n = inbox.pop(buf);
+            if st.reader_waits_for == Some(self.id) {
+                self.conn.drained.notify_all();
+            }
+            return n.map(Some);
         }
         if dead || inbox.abandoned {
             return Ok(Some(0));
@@ -332,11 +377,21 @@ impl Transport for MuxStream {
             let r = ready(&st);
             return Ok(Some((r, want_write)));
         }
-        let (st, _) = self
-            .conn
-            .arrived
+        let mut st = st;
+        if ready(&st) {
+            return Ok(Some((true, false)));
+        }
+        let cv = {
+            let i = st.inboxes.get_mut(&self.id).expect("registered");
+            i.waiting = true;
+            i.cv.clone()
+        };
+        let (mut st, _) = cv
             .wait_timeout_while(st, timeout, |st| !ready(st))
             .unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = st.inboxes.get_mut(&self.id) {
+            i.waiting = false;
+        }
         Ok(ready(&st).then_some((true, false)))
     }
 
@@ -463,8 +518,9 @@ impl Pool {
                 inboxes: HashMap::new(),
                 dead: false,
                 idle_since: Instant::now(),
+                reader_waits_for: None,
             }),
-            arrived: Condvar::new(),
+            drained: Condvar::new(),
             max_reqs: if max_reqs == 0 {
                 DEFAULT_MAX_REQS
             } else {

@@ -168,14 +168,14 @@ fn rand_tag() -> u64 {
 // interleave, each gets exactly its own response.
 #[test]
 fn concurrent_requests_share_one_connection() {
-    let setup = Setup::new(0, 8, |id| 30_000 + usize::from(id) * 1000);
+    let setup = Setup::new(8, 8, |id| 30_000 + usize::from(id) * 1000);
     // (The first stream opens the connection before the others look for one.)
     let first = setup.stream().unwrap();
     let handles: Vec<_> = (0..7)
         .map(|_| {
             let (pool, addr, conn) = (setup.pool.clone(), setup.addr.clone(), setup.conn.clone());
             thread::spawn(move || {
-                let mut m = Setup::stream_in(&pool, &addr, 0, &conn).unwrap();
+                let mut m = Setup::stream_in(&pool, &addr, 8, &conn).unwrap();
                 let id = m.request_id();
                 let body = exchange(&mut m).unwrap();
                 (id, body)
