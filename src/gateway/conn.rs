@@ -93,6 +93,15 @@ pub trait Transport {
     /// Whether written bytes still wait unread at the other end.
     fn peer_has_unread(&self) -> bool;
     fn is_tcp(&self) -> bool;
+    /// The id of an earlier request on this connection that was aborted
+    /// (its late records are skipped), 0 if none.
+    fn late_id(&self) -> u16 {
+        0
+    }
+    /// The request `id` was aborted and drained to its END_REQUEST.
+    fn aborted(&mut self, id: u16) {
+        let _ = id;
+    }
 }
 
 impl Transport for AppConn {
@@ -111,6 +120,12 @@ impl Transport for AppConn {
     fn is_tcp(&self) -> bool {
         AppConn::is_tcp(self)
     }
+    fn late_id(&self) -> u16 {
+        self.aborted_id
+    }
+    fn aborted(&mut self, id: u16) {
+        self.aborted_id = id;
+    }
 }
 
 /// A connected, non-blocking application socket.
@@ -122,6 +137,8 @@ pub struct AppConn {
     last_id: u16,
     /// A TCP connection (else Unix).
     tcp: bool,
+    /// The last request on this connection that was aborted (0: none).
+    aborted_id: u16,
 }
 
 /// A Unix-socket connect whose listen backlog is full (issue 11, finding 2).
@@ -236,6 +253,7 @@ impl AppConn {
             peer_uid,
             last_id: 0,
             tcp: family != AddressFamily::Unix,
+            aborted_id: 0,
         })
     }
 
@@ -270,6 +288,7 @@ impl AppConn {
             peer_uid: self.peer_uid,
             last_id: self.last_id,
             tcp: self.tcp,
+            aborted_id: self.aborted_id,
         })
     }
 
@@ -286,6 +305,7 @@ impl AppConn {
             peer_uid: None,
             last_id: 0,
             tcp: false,
+            aborted_id: 0,
         })
     }
 

@@ -468,6 +468,7 @@ pub fn run<T: Transport>(
 ) -> Result<Outcome, ExchangeError> {
     let mut retry = retry;
     let mut st = State::new(opts);
+    st.decoder.skip_late(conn.late_id());
     let mut retried = false;
     let res = loop {
         let res = drive(conn, fe, opts, bufs, &mut st);
@@ -516,6 +517,9 @@ pub fn run<T: Transport>(
         Err(Failure::ClientGone) | Ok(()) if opts.keep_conn && !ended => abort_and_drain(conn, opts, bufs, &mut st),
         _ => Abort::NotSent,
     };
+    if abort == Abort::Drained {
+        conn.aborted(opts.request_id);
+    }
     match res {
         Ok(()) => {
             // No flush here: the caller ends the response with EOS, which
@@ -1850,6 +1854,62 @@ mod tests {
         })
         .unwrap();
         assert!(!out.reusable);
+    }
+
+    // Issue 14: an application that goes on writing for an aborted request
+    // after answering the abort (Go's net/http/fcgi) does not break the
+    // next request on the kept connection: those late records are skipped.
+    #[test]
+    fn late_records_after_an_answered_abort_do_not_break_the_next_request() {
+        let (ours, mut s) = UnixStream::pair().unwrap();
+        let app = thread::spawn(move || {
+            let _ = read_request(&mut s);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"Content-Type: x\r\n\r\nbody");
+            s.write_all(&out).unwrap();
+            let (t, _) = read_record(&mut s).unwrap();
+            assert_eq!(t, RecordType::AbortRequest);
+            end_request(&mut s, 1);
+            let _ = read_request(&mut s);
+            // Late output of request 1, then the answer to request 2.
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 1, b"late");
+            proto::encode_stream_end(&mut out, RecordType::Stdout, 1);
+            s.write_all(&out).unwrap();
+            end_request(&mut s, 1);
+            let mut out = Vec::new();
+            proto::encode_stream(&mut out, RecordType::Stdout, 2, b"Content-Type: x\r\n\r\nsecond");
+            proto::encode_stream_end(&mut out, RecordType::Stdout, 2);
+            s.write_all(&out).unwrap();
+            end_request(&mut s, 2);
+        });
+        let mut conn = AppConn::from_stream(ours).unwrap();
+        let mut fake = Fake {
+            stop_at_head: true,
+            ..Default::default()
+        };
+        let o1 = ExchangeOpts {
+            keep_conn: true,
+            ..opts()
+        };
+        let mut bufs = request_bufs();
+        let out = run(&mut conn, &mut fake, &o1, &mut bufs, None).unwrap();
+        assert!(out.reusable);
+        let mut fake = Fake::default();
+        let o2 = ExchangeOpts {
+            keep_conn: true,
+            request_id: 2,
+            reused: true,
+            ..opts()
+        };
+        let mut bufs = Buffers::default();
+        proto::encode_begin_request(&mut bufs.out, 2, proto::Role::Responder, true);
+        proto::encode_params(&mut bufs.out, 2, [(b"A".as_slice(), b"1".as_slice())]).unwrap();
+        let out = run(&mut conn, &mut fake, &o2, &mut bufs, None).unwrap();
+        assert!(out.ended);
+        assert_eq!(fake.out, b"second");
+        drop(conn);
+        app.join().unwrap();
     }
 
     #[test]

@@ -129,6 +129,8 @@ struct State {
     idle_since: Instant,
     /// The reader waits for this request to take data ([`SPILL_GRACE`]).
     reader_waits_for: Option<u16>,
+    /// Where the search for a free request id starts.
+    next_id: u16,
 }
 
 /// One multiplexed connection of this httpd child.
@@ -175,7 +177,16 @@ impl MuxConn {
         if st.dead || st.inboxes.len() >= self.max_reqs as usize {
             return None;
         }
-        let id = (1..=self.max_reqs.min(u32::from(u16::MAX)) as u16).find(|id| !st.inboxes.contains_key(id))?;
+        // Ids rotate through 1..=65535 (FCGI_MAX_REQS bounds how many are in
+        // flight, not their values): records an application writes late for
+        // an earlier request — Go's net/http/fcgi goes on writing after it
+        // answered an abort — find no inbox and are dropped, never taken
+        // for a new request's.
+        let mut id = st.next_id;
+        while st.inboxes.contains_key(&id) {
+            id = id % u16::MAX + 1;
+        }
+        st.next_id = id % u16::MAX + 1;
         st.inboxes.insert(id, Inbox::default());
         Some(id)
     }
@@ -472,6 +483,17 @@ impl Transport for Link {
             Link::Mux(m) => m.is_tcp(),
         }
     }
+    fn late_id(&self) -> u16 {
+        match self {
+            Link::Own(c) => Transport::late_id(c),
+            Link::Mux(_) => 0,
+        }
+    }
+    fn aborted(&mut self, id: u16) {
+        if let Link::Own(c) = self {
+            Transport::aborted(c, id);
+        }
+    }
 }
 
 /// This child's pool of multiplexed connections.
@@ -519,6 +541,7 @@ impl Pool {
                 dead: false,
                 idle_since: Instant::now(),
                 reader_waits_for: None,
+                next_id: 1,
             }),
             drained: Condvar::new(),
             max_reqs: if max_reqs == 0 {

@@ -112,6 +112,9 @@ const FRESH_HEADER: State = State::Header {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     request_id: u16,
+    /// An earlier request id on the same connection whose late records are
+    /// skipped rather than errors (0: none; see [`Decoder::skip_late`]).
+    late_id: u16,
     state: State,
     /// END_REQUEST / UNKNOWN_TYPE body.
     fixed: [u8; FIXED_BODY_LEN],
@@ -133,6 +136,7 @@ impl Decoder {
     pub fn new(request_id: u16) -> Decoder {
         Decoder {
             request_id,
+            late_id: 0,
             state: FRESH_HEADER,
             fixed: [0; FIXED_BODY_LEN],
             fixed_len: 0,
@@ -143,9 +147,20 @@ impl Decoder {
     /// Starts over for another request on the same connection, keeping allocations.
     pub fn reset(&mut self, request_id: u16) {
         self.request_id = request_id;
+        self.late_id = 0;
         self.state = FRESH_HEADER;
         self.fixed_len = 0;
         self.values.clear();
+    }
+
+    /// Records for `id`, an earlier request on this connection that was
+    /// aborted, are skipped instead of being an unexpected-id error: an
+    /// application may go on writing for a request after it answered
+    /// `FCGI_ABORT_REQUEST` (Go's net/http/fcgi does).
+    pub fn skip_late(&mut self, id: u16) {
+        if id != self.request_id {
+            self.late_id = id;
+        }
     }
 
     /// The request id this decoder accepts.
@@ -275,7 +290,9 @@ impl Decoder {
         let ours = h.request_id == self.request_id;
         let management = h.request_id == FCGI_NULL_REQUEST_ID;
         let empty = h.content_length == 0;
+        let late = self.late_id != 0 && h.request_id == self.late_id;
         let action = match h.rtype {
+            RecordType::Stdout | RecordType::Stderr | RecordType::EndRequest if late => Action::Ignore(h.rtype),
             RecordType::Stdout | RecordType::Stderr | RecordType::EndRequest if !ours && !management => {
                 return Err(ProtoError::UnexpectedRequestId {
                     got: h.request_id,
@@ -559,6 +576,42 @@ mod tests {
             // Poisoned: the same error again.
             assert_eq!(dec.feed(&[1, 6, 0, 1, 0, 0, 0, 0]), Err(err));
         }
+    }
+
+    // Issue 14: late records of an aborted earlier request (Go goes on
+    // writing after it answered the abort) are skipped; any other id is
+    // still an error.
+    #[test]
+    fn late_records_of_an_aborted_request_are_skipped() {
+        let mut r = Vec::new();
+        raw(&mut r, 6, 4, b"late body", 7);
+        end_request(&mut r, 4, 0, 0);
+        raw(&mut r, 6, 5, b"Content-Type: x\r\n\r\nok", 0);
+        end_request(&mut r, 5, 0, 0);
+        let mut dec = Decoder::new(5);
+        dec.skip_late(4);
+        let mut data = &r[..];
+        let mut stdout = Vec::new();
+        let mut ended = false;
+        while !data.is_empty() && !ended {
+            let (used, ev) = dec.feed(data).unwrap();
+            data = &data[used..];
+            match ev {
+                Some(Event::Stdout(d)) => stdout.extend_from_slice(d),
+                Some(Event::EndRequest { .. }) => ended = true,
+                _ => {}
+            }
+        }
+        assert!(ended);
+        assert_eq!(stdout, b"Content-Type: x\r\n\r\nok");
+        let mut dec = Decoder::new(5);
+        dec.skip_late(4);
+        let mut other = Vec::new();
+        raw(&mut other, 6, 3, b"x", 0);
+        assert_eq!(
+            dec.feed(&other),
+            Err(ProtoError::UnexpectedRequestId { got: 3, expected: 5 })
+        );
     }
 
     #[test]
