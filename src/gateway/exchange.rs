@@ -149,6 +149,10 @@ pub enum Abort {
     /// timeout (or wrote more than [`MAX_DRAIN`] first, or the connection
     /// failed): it is closed.
     Closed,
+    /// Sent and answered, but the application wrote on after its
+    /// `FCGI_END_REQUEST` (Go's net/http/fcgi lets the handler go on): the
+    /// connection is closed rather than reused behind that output.
+    EndedThenWrote,
 }
 
 /// Most output discarded after `FCGI_ABORT_REQUEST` before the connection
@@ -584,7 +588,9 @@ fn abort_and_drain<T: Transport>(conn: &mut T, opts: &ExchangeOpts, bufs: &mut B
                     st.ended = Some(app_status);
                     st.trailing = !data.is_empty();
                     // (Ended before the abort went out, or after all of it.)
-                    return if st.trailing || (sent > 0 && sent < rec.len()) {
+                    return if st.trailing {
+                        Abort::EndedThenWrote
+                    } else if sent > 0 && sent < rec.len() {
                         Abort::Closed
                     } else {
                         Abort::Drained

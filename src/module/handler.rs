@@ -702,7 +702,9 @@ pub fn serve_with(
     let mut conn = connected;
 
     let opts_x = ExchangeOpts {
-        keep_conn: keep,
+        // (A multiplexed request is not drained by its worker: dropping its
+        // stream sends the abort and the reader discards the rest.)
+        keep_conn: keep && !matches!(conn, Link::Mux(_)),
         request_id,
         idle_timeout: idle,
         flush: opts.flush,
@@ -754,6 +756,7 @@ pub fn serve_with(
     if let Link::Own(c) = &mut conn {
         c.used_request_id(request_id);
     }
+    let muxed = matches!(conn, Link::Mux(_));
     let HttpdFrontend {
         r,
         mut out,
@@ -856,7 +859,7 @@ pub fn serve_with(
             r.mark_client_gone();
             OK
         }
-        Err(err) => fail(r, &mut out, app, idle, err),
+        Err(err) => fail(r, &mut out, app, idle, err, muxed),
     }
 }
 
@@ -997,13 +1000,27 @@ fn no_backend(r: &Request, app: &str, choice: &Choice<'_>) -> i32 {
 }
 
 /// Maps an exchange failure to a status and one log line.
-fn fail(r: &mut Request, out: &mut Brigade, app: &str, idle: Duration, err: exchange::ExchangeError) -> i32 {
+fn fail(
+    r: &mut Request,
+    out: &mut Brigade,
+    app: &str,
+    idle: Duration,
+    err: exchange::ExchangeError,
+    muxed: bool,
+) -> i32 {
     match &err.failure {
         Failure::ClientGone => {
             let abort = match err.abort {
+                exchange::Abort::NotSent if muxed => {
+                    "; FCGI_ABORT_REQUEST sent on the multiplexed connection, the rest of the request's output is dropped"
+                }
                 exchange::Abort::NotSent => "",
                 exchange::Abort::Drained => {
                     "; FCGI_ABORT_REQUEST sent, the application ended the request: connection kept"
+                }
+                exchange::Abort::EndedThenWrote => {
+                    "; FCGI_ABORT_REQUEST sent, the application ended the request but wrote on after it: \
+                     connection closed"
                 }
                 exchange::Abort::Closed => {
                     "; FCGI_ABORT_REQUEST sent, the application did not end the request within the idle timeout \
