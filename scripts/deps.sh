@@ -12,7 +12,7 @@ level=${1:-build}
 
 pkgs=(apache2 apache2-dev libclang-dev clang gcc make pkg-config curl ca-certificates)
 case "$level" in
-  test|demo|bench) pkgs+=(libfcgi-dev libfcgi-bin php-fpm php-cgi libfcgi-perl python3 python3-pip python-is-python3 procps strace iproute2 golang-go) ;;
+  test|demo|bench) pkgs+=(libfcgi-dev libfcgi-bin php-fpm php-cgi libfcgi-perl python3 python3-pip python-is-python3 procps strace iproute2 golang-go node-fastcgi ruby-fcgi fcgiwrap openssl) ;;
 esac
 case "$level" in
   bench) pkgs+=(wrk libapache2-mod-fcgid golang-go) ;;

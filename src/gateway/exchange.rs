@@ -672,16 +672,17 @@ fn drive<T: Transport>(
                 st.out_cleared = true;
             }
             let out = &mut bufs.out;
-            let id = opts.request_id;
             let stdin_bytes = &mut st.stdin_bytes;
-            let eos = fe
-                .read_body(IO_CHUNK - pending, &mut |data| {
-                    *stdin_bytes += data.len() as u64;
-                    proto::encode_stream(out, RecordType::Stdin, id, data)
-                })
-                .map_err(Failure::ClientBody)?;
+            // (The pieces of one read go out as few records as possible.)
+            let mut records = proto::StreamAppender::new(RecordType::Stdin, opts.request_id);
+            let read = fe.read_body(IO_CHUNK - pending, &mut |data| {
+                *stdin_bytes += data.len() as u64;
+                records.push(out, data)
+            });
+            records.close(out);
+            let eos = read.map_err(Failure::ClientBody)?;
             if eos {
-                proto::encode_stream_end(&mut bufs.out, RecordType::Stdin, id);
+                proto::encode_stream_end(&mut bufs.out, RecordType::Stdin, opts.request_id);
                 st.body_done = true;
             }
             progressed = true;

@@ -35,7 +35,7 @@ pub(crate) mod test_rng;
 pub use decode::{fuzz_decode, Decoder, Event};
 pub use encode::{
     encode_abort_request, encode_begin_request, encode_get_values, encode_params, encode_stream, encode_stream_end,
-    stream_record_header, ParamsEncoder, ParamsWriter, ZERO_PADDING,
+    stream_record_header, ParamsEncoder, ParamsWriter, StreamAppender, ZERO_PADDING,
 };
 pub use nv::{decode_nv_pairs, encode_nv, nv_encoded_len, NvPair, MAX_NV_LEN};
 pub use record::{padding_len, ProtocolStatus, RecordHeader, RecordType, Role};
