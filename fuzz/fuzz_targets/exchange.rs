@@ -15,7 +15,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mod_fastcgi::cgi::{ResponseHead, StderrEvent};
 use mod_fastcgi::gateway::exchange::{run, ClientGone, HeadAction};
-use mod_fastcgi::gateway::{AppConn, Buffers, ExchangeOpts, Frontend};
+use mod_fastcgi::gateway::{AppConn, Buffers, ExchangeOpts, Failure, Frontend};
 use mod_fastcgi::proto::{self, RecordHeader, RecordType};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -337,6 +337,18 @@ fuzz_target!(
         if opts.parse_headers && fe.head.is_none() && res.is_err() {
             // Headers missing, malformed or too large: a header failure is the expected outcome.
             return;
+        }
+        if !opts.parse_headers {
+            if let Err(e) = &res {
+                // nph output must start with an HTTP status line (security review): other
+                // output, an empty one included, is refused as NotHttp.
+                let status_line = exp.stdout.len() >= 12
+                    && exp.stdout.starts_with(b"HTTP/1.")
+                    && exp.stdout[9..12].iter().all(u8::is_ascii_digit);
+                if matches!(e.failure, Failure::NotHttp) && !status_line {
+                    return;
+                }
+            }
         }
         let o = match res {
             Ok(o) => o,
