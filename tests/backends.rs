@@ -40,17 +40,30 @@ fn count_lines(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
-/// `probe --port 127.0.0.1:<port>` on a given port (to restart a backend where it was).
-fn start_probe_on(dir: &TestDir, name: &str, port: u16) -> AppProcess {
-    let app = AppProcess::start(
+/// Two probes on loopback ports behind one server with `opts`: (a, a's port, b, Apache).
+fn two_backends(dir: &TestDir, opts: &str) -> (AppProcess, u16, AppProcess, Apache) {
+    let (a, pa) = start_probe_tcp(dir, "a");
+    let (b, pb) = start_probe_tcp(dir, "b");
+    let apache = start_in(
         dir,
-        name,
-        AppSpec::new(probe_binary())
-            .arg("--port")
-            .arg(format!("127.0.0.1:{port}")),
+        &format!(
+            "FastCgiExternalServer @HTDOCS@/app.fcgi {} {} {opts}\n",
+            host(pa),
+            host(pb)
+        ),
     );
-    app.wait_for_port(port);
-    app
+    (a, pa, b, apache)
+}
+
+/// The pids of the backends that served `n` GETs in a row (each must succeed).
+fn served_pids(apache: &Apache, n: usize) -> Vec<i32> {
+    (0..n)
+        .map(|_| {
+            let r = apache.get("/app.fcgi?mode=env");
+            assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(apache));
+            pid_of(&r)
+        })
+        .collect()
 }
 
 #[test]
@@ -141,25 +154,8 @@ fn a_refusing_backend_is_skipped_with_the_whole_upload_and_logged_once() {
 #[test]
 fn a_backend_that_comes_back_is_found_by_the_probe() {
     let dir = TestDir::new();
-    let (a, pa) = start_probe_tcp(&dir, "a");
-    let (b, pb) = start_probe_tcp(&dir, "b");
-    let apache = start_in(
-        &dir,
-        &format!(
-            "FastCgiExternalServer @HTDOCS@/app.fcgi {} {} -retry 1\n",
-            host(pa),
-            host(pb)
-        ),
-    );
-    let pids = |n: usize| -> Vec<i32> {
-        (0..n)
-            .map(|_| {
-                let r = apache.get("/app.fcgi?mode=env");
-                assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
-                pid_of(&r)
-            })
-            .collect()
-    };
+    let (a, pa, b, apache) = two_backends(&dir, "-retry 1");
+    let pids = |n: usize| served_pids(&apache, n);
     assert!(pids(4).contains(&a.pid()));
     a.stop();
     // Every request is served (a request that finds the backend gone goes to b).
@@ -304,16 +300,7 @@ fn a_backend_that_accepts_but_never_answers_is_marked_down_after_the_idle_timeou
 #[test]
 fn killing_one_backend_under_load_fails_at_most_the_requests_it_held() {
     let dir = TestDir::new();
-    let (a, pa) = start_probe_tcp(&dir, "a");
-    let (b, pb) = start_probe_tcp(&dir, "b");
-    let apache = start_in(
-        &dir,
-        &format!(
-            "FastCgiExternalServer @HTDOCS@/app.fcgi {} {} -retry 30\n",
-            host(pa),
-            host(pb)
-        ),
-    );
+    let (a, pa, b, apache) = two_backends(&dir, "-retry 30");
     let port = apache.port();
     let load = Load::start(port, &["/app.fcgi?mode=sleep&ms=5"], 8);
     thread::sleep(Duration::from_millis(1500));
@@ -539,15 +526,7 @@ fn a_backend_host_that_disappears_from_the_network_is_failed_over_and_found_agai
             host(pl)
         ),
     );
-    let served = |n: usize| -> Vec<i32> {
-        (0..n)
-            .map(|_| {
-                let r = apache.get("/app.fcgi?mode=env");
-                assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));
-                pid_of(&r)
-            })
-            .collect()
-    };
+    let served = |n: usize| served_pids(&apache, n);
     let before = served(4);
     assert!(
         before.iter().any(|&p| p != local.pid()),

@@ -1820,18 +1820,28 @@ mod tests {
         assert_eq!(err.abort, Abort::NotSent);
     }
 
+    /// A frontend answering the head with `Stop` (a HEAD request).
+    fn head_stopper() -> Fake {
+        Fake {
+            stop_at_head: true,
+            ..Default::default()
+        }
+    }
+
+    /// The request sent with FCGI_KEEP_CONN.
+    fn kept_opts() -> ExchangeOpts {
+        ExchangeOpts {
+            keep_conn: true,
+            ..opts()
+        }
+    }
+
     // A HEAD request (the head is all httpd wants) on a kept connection is
     // aborted and drained too: the connection stays reusable.
     #[test]
     fn head_request_on_a_kept_connection_stays_reusable() {
-        let mut fake = Fake {
-            stop_at_head: true,
-            ..Default::default()
-        };
-        let o = ExchangeOpts {
-            keep_conn: true,
-            ..opts()
-        };
+        let mut fake = head_stopper();
+        let o = kept_opts();
         let out = run_with(&mut fake, &o, |mut s| {
             let _ = read_request(&mut s);
             let mut out = Vec::new();
@@ -1849,10 +1859,7 @@ mod tests {
         assert!(!out.ended && out.reusable);
         assert!(fake.out.is_empty());
         // Without keep-conn: not reusable (closed).
-        let mut fake = Fake {
-            stop_at_head: true,
-            ..Default::default()
-        };
+        let mut fake = head_stopper();
         let out = run_with(&mut fake, &opts(), |mut s| {
             let _ = read_request(&mut s);
             let mut out = Vec::new();
@@ -1891,14 +1898,8 @@ mod tests {
             end_request(&mut s, 2);
         });
         let mut conn = AppConn::from_stream(ours).unwrap();
-        let mut fake = Fake {
-            stop_at_head: true,
-            ..Default::default()
-        };
-        let o1 = ExchangeOpts {
-            keep_conn: true,
-            ..opts()
-        };
+        let mut fake = head_stopper();
+        let o1 = kept_opts();
         let mut bufs = request_bufs();
         let out = run(&mut conn, &mut fake, &o1, &mut bufs, None).unwrap();
         assert!(out.reusable);

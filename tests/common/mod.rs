@@ -1129,6 +1129,11 @@ pub fn start_probe_unix(dir: &TestDir, name: &str) -> (AppProcess, PathBuf) {
 /// `probe --port 127.0.0.1:<free port>` as www-data, ready.
 pub fn start_probe_tcp(dir: &TestDir, name: &str) -> (AppProcess, u16) {
     let port = free_port();
+    (start_probe_on(dir, name, port), port)
+}
+
+/// `probe --port 127.0.0.1:<port>` as www-data, ready (e.g. a backend restarted where it was).
+pub fn start_probe_on(dir: &TestDir, name: &str, port: u16) -> AppProcess {
     let app = AppProcess::start(
         dir,
         name,
@@ -1137,7 +1142,7 @@ pub fn start_probe_tcp(dir: &TestDir, name: &str) -> (AppProcess, u16) {
             .arg(format!("127.0.0.1:{port}")),
     );
     app.wait_for_port(port);
-    (app, port)
+    app
 }
 
 /// `flup_app.py <dir>/sock/<name>.sock` as www-data, ready.
