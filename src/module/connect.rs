@@ -119,7 +119,10 @@ pub fn failed(r: &Request, app: &str, addr: &AppAddr, err: ConnectError, timeout
             r.log(
                 Level::Error,
                 errno as i32,
-                &format!("FastCGI: failed to connect to server \"{app}\": connect() failed"),
+                &format!(
+                    "FastCGI: failed to connect to server \"{app}\": connect() failed ({})",
+                    shown(addr)
+                ),
             );
             500
         }
@@ -128,8 +131,9 @@ pub fn failed(r: &Request, app: &str, addr: &AppAddr, err: ConnectError, timeout
                 Level::Error,
                 0,
                 &format!(
-                    "FastCGI: failed to connect to server \"{app}\": connect() timed out (appConnTimeout={}sec)",
-                    timeout.as_secs()
+                    "FastCGI: failed to connect to server \"{app}\": connect() timed out (appConnTimeout={}sec) ({})",
+                    timeout.as_secs(),
+                    shown(addr)
                 ),
             );
             500

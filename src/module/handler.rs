@@ -816,6 +816,8 @@ pub fn serve_with(
             );
         }
     }
+    // (External applications: error lines name the backend's address too.)
+    let at = (runner == Runner::External).then(|| backends::shown(choice.addr(cur)));
     drop(choice);
     match result {
         Ok(outcome) => {
@@ -859,7 +861,7 @@ pub fn serve_with(
             r.mark_client_gone();
             OK
         }
-        Err(err) => fail(r, &mut out, app, idle, err, muxed),
+        Err(err) => fail(r, &mut out, app, idle, err, muxed, at.as_deref()),
     }
 }
 
@@ -1007,6 +1009,7 @@ fn fail(
     idle: Duration,
     err: exchange::ExchangeError,
     muxed: bool,
+    at: Option<&str>,
 ) -> i32 {
     match &err.failure {
         Failure::ClientGone => {
@@ -1055,7 +1058,10 @@ fn fail(
         },
         _ => {}
     }
-    let (status, errno, msg) = err.report(app, idle);
+    let (status, errno, mut msg) = err.report(app, idle);
+    if let Some(at) = at {
+        msg.push_str(&format!(" (server address {at})"));
+    }
     if err.body_started {
         r.log(
             Level::Error,
