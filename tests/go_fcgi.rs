@@ -217,3 +217,37 @@ fn go_answers_the_abort_of_a_client_that_left() {
     }
     assert!(go.is_alive());
 }
+
+/// Started by the process manager (`FastCgiServer`, the socket on fd 0), Go serves as well:
+/// two processes, a GET, a 1 MiB POST byte-exact, and a killed process replaced.
+#[test]
+fn go_as_a_static_application() {
+    let dir = TestDir::new();
+    let app = dir.join("htdocs/go.fcgi");
+    std::fs::create_dir_all(app.parent().unwrap()).unwrap();
+    std::fs::copy(go_app(), &app).unwrap();
+    www_accessible(&app);
+    let apache = Apache::start(
+        &ApacheConf::new()
+            .root(dir.path())
+            .extra("FastCgiIpcDir @ROOT@/ipc\nFastCgiServer @HTDOCS@/go.fcgi -processes 2 -restart-delay 1\n"),
+    );
+    let r = poll_ok(apache.port(), "/go.fcgi?mode=env", Duration::from_secs(20))
+        .unwrap_or_else(|r| panic!("{}", brief(&r)));
+    assert!(r.text().contains("METHOD=GET"), "{}", r.text());
+    let body = pattern(1 << 20, 5);
+    let r = apache.post("/go.fcgi?mode=echo", &body, "application/octet-stream");
+    assert_eq!(r.status, 200, "{}", brief(&r));
+    assert!(r.body == body, "the echo differs");
+    let mark = apache.log_mark();
+    let r = apache.get("/go.fcgi?mode=exit");
+    assert_eq!(r.status, 500);
+    assert!(
+        apache.wait_for_log_after(mark, "go.fcgi\" (pid", Duration::from_secs(10)),
+        "{}",
+        log_tail(&apache)
+    );
+    let r = poll_ok(apache.port(), "/go.fcgi?mode=env", Duration::from_secs(20))
+        .unwrap_or_else(|r| panic!("{}", brief(&r)));
+    assert_eq!(r.status, 200);
+}

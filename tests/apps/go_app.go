@@ -3,6 +3,7 @@
 // goroutine, so it is a real multiplexing application.
 //
 // Usage: go_app SOCKET   (a Unix socket it creates, mode 0666)
+//        go_app          (the listening socket is fd 0: FastCgiServer)
 //
 // Every response carries X-Conns (connections accepted so far, the module's capacity
 // question included) and X-Inflight (requests in progress when this one started).
@@ -42,13 +43,23 @@ func (l counting) Accept() (net.Conn, error) {
 }
 
 func main() {
-	path := os.Args[1]
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		panic(err)
+	var l net.Listener
+	if len(os.Args) > 1 {
+		path := os.Args[1]
+		os.Remove(path)
+		ul, err := net.Listen("unix", path)
+		if err != nil {
+			panic(err)
+		}
+		os.Chmod(path, 0666)
+		l = ul
+	} else {
+		fl, err := net.FileListener(os.Stdin)
+		if err != nil {
+			panic(err)
+		}
+		l = fl
 	}
-	os.Chmod(path, 0666)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k := atomic.AddInt64(&inflight, 1)
 		defer atomic.AddInt64(&inflight, -1)
