@@ -44,18 +44,6 @@ fn leave_mid_response(apache: &Apache, path: &str) {
     }
 }
 
-/// One httpd child: kept connections are per child, and every request below must meet the
-/// same pool.
-fn one_child(conf: ApacheConf) -> ApacheConf {
-    conf.mpm_conf(match mpm() {
-        Mpm::Prefork => "StartServers 1\nMinSpareServers 1\nMaxSpareServers 1\nServerLimit 1\nMaxRequestWorkers 1\n",
-        _ => {
-            "StartServers 1\nServerLimit 1\nThreadLimit 10\nThreadsPerChild 10\nMinSpareThreads 1\n\
-             MaxSpareThreads 10\nMaxRequestWorkers 10\n"
-        }
-    })
-}
-
 fn small(apache: &Apache) -> String {
     let r = apache.get("/app.fcgi?mode=small");
     assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(apache));
@@ -72,10 +60,13 @@ fn a_client_leaving_aborts_the_request_and_the_kept_connection_is_reused() {
     let (app, sock, log) = start_app(&dir);
     // -keep-conn 1: one kept connection (no FCGI_GET_VALUES question, which this raw
     // application does not answer), so every request below uses the same one.
-    let apache = Apache::start(&one_child(ApacheConf::new().root(dir.path()).extra(&format!(
-        "FastCgiExternalServer @HTDOCS@/app.fcgi -socket {} -keep-conn 1\n",
-        sock.display()
-    ))));
+    let apache = Apache::start(&one_child(
+        ApacheConf::new().root(dir.path()).extra(&format!(
+            "FastCgiExternalServer @HTDOCS@/app.fcgi -socket {} -keep-conn 1\n",
+            sock.display()
+        )),
+        10,
+    ));
     // (Connections are numbered by the application; the harness's readiness check was one.)
     let first = small(&apache);
     let conn = first.split_whitespace().next().unwrap().to_string();

@@ -67,21 +67,14 @@ fn conns(r: &Response) -> u64 {
         .unwrap_or_else(|| panic!("{}", brief(r)))
 }
 
-fn one_child(conf: ApacheConf) -> ApacheConf {
-    conf.mpm_conf(match mpm() {
-        Mpm::Prefork => "StartServers 1\nMinSpareServers 1\nMaxSpareServers 1\nServerLimit 1\nMaxRequestWorkers 1\n",
-        _ => {
-            "StartServers 1\nServerLimit 1\nThreadLimit 20\nThreadsPerChild 20\nMinSpareThreads 1\n\
-             MaxSpareThreads 20\nMaxRequestWorkers 20\n"
-        }
-    })
-}
-
 fn start(dir: &TestDir, sock: &std::path::Path) -> Apache {
-    let apache = Apache::start(&one_child(ApacheConf::new().root(dir.path()).extra(&format!(
-        "FastCgiExternalServer @HTDOCS@/go -socket {}\n",
-        sock.display()
-    ))));
+    let apache = Apache::start(&one_child(
+        ApacheConf::new().root(dir.path()).extra(&format!(
+            "FastCgiExternalServer @HTDOCS@/go -socket {}\n",
+            sock.display()
+        )),
+        20,
+    ));
     // The first request asks the capacity question in the background.
     let r = apache.get("/go?mode=env");
     assert_eq!(r.status, 200, "{}\n{}", brief(&r), log_tail(&apache));

@@ -26,10 +26,7 @@ use std::time::Instant;
 
 /// How an application's address is shown (and part of its key).
 pub fn addr_text(addr: &AppAddr) -> String {
-    match addr {
-        AppAddr::Unix(p) => format!("unix:{}", p.display()),
-        AppAddr::Tcp(a) => a.to_string(),
-    }
+    crate::gateway::backends::shown(addr)
 }
 
 /// The kind, path and address text of a configured application.

@@ -1767,3 +1767,19 @@ impl ChunkDecoder {
         Ok(None)
     }
 }
+
+/// `conf` with one httpd child (`threads` threads under worker/event): kept and
+/// multiplexed connections are per child, so requests that must meet the same pool go to
+/// that one child.
+pub fn one_child(conf: ApacheConf, threads: u32) -> ApacheConf {
+    let mpm_conf = match mpm() {
+        Mpm::Prefork => {
+            "StartServers 1\nMinSpareServers 1\nMaxSpareServers 1\nServerLimit 1\nMaxRequestWorkers 1\n".to_string()
+        }
+        _ => format!(
+            "StartServers 1\nServerLimit 1\nThreadLimit {threads}\nThreadsPerChild {threads}\nMinSpareThreads 1\n\
+             MaxSpareThreads {threads}\nMaxRequestWorkers {threads}\n"
+        ),
+    };
+    conf.mpm_conf(&mpm_conf)
+}
