@@ -822,3 +822,28 @@ fn dynamic_requests_do_not_reread_the_user_database() {
         opens.iter().take(10).copied().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// Issue 12: a dynamic application's process dying during a request is
+/// named in the request's error line too.
+#[test]
+fn a_dynamic_process_dying_during_a_request_is_named_in_its_error_line() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "dyn/probe.fcgi");
+    let apache = start_in(
+        &dir,
+        &format!("{IPC}\nFastCgiConfig -maxClassProcesses 1\n{}", dyn_dir("dyn")),
+    );
+    let (_, pid) = probe_ok_response(&apache, "/dyn/probe.fcgi?mode=env");
+    let mark = apache.log_mark();
+    let r = get_t(apache.port(), "/dyn/probe.fcgi?mode=crash_before_headers&how=abort");
+    assert_eq!(r.status, 500, "{}", brief(&r));
+    let want = format!(
+        "FastCGI: incomplete headers (0 bytes) received from server \"{}\": the application process died during the request (pid {pid}, signal 6 (Aborted)",
+        s(&app)
+    );
+    assert!(
+        apache.wait_for_log_after(mark, &want, Duration::from_secs(5)),
+        "log lacks {want:?}\n{}",
+        apache.error_log_since(mark)
+    );
+}

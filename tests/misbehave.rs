@@ -326,7 +326,11 @@ fn spool_file_system_full_is_500_and_recovers() {
     let big = pattern(3 << 20, 5);
     let r = apache.post_chunked("/p.fcgi?mode=echo", &[&big[..1 << 20], &big[1 << 20..]]);
     assert_eq!(r.status, 500, "{r:?}\n{}", log_tail(&apache));
-    let want = format!("FastCGI: can't spool the chunked request body in {}", spool.display());
+    let want = format!(
+        "FastCGI: can't spool the chunked request body for server \"{}\" in {}",
+        apache.htdocs().join("p.fcgi").display(),
+        spool.display()
+    );
     let log = apache.error_log_since(mark);
     let errs = module_errors(&log);
     assert_eq!(errs.len(), 1, "{log}");

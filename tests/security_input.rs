@@ -360,7 +360,7 @@ fn chunked_bodies_spool_within_limits() {
     assert!(
         apache
             .error_log()
-            .contains("FastCGI: chunked request body larger than FastCgiSpoolLimit (1048576 bytes): refused"),
+            .contains("p.fcgi\" larger than FastCgiSpoolLimit (1048576 bytes): refused"),
         "{}",
         log_tail(&apache)
     );

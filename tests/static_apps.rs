@@ -1332,3 +1332,94 @@ fn removed_class_stops_within_seconds_of_a_hard_restart_with_piped_logger_and_cg
 fn removed_class_stops_after_the_old_workers_of_a_graceful_restart_with_piped_logger_and_cgid() {
     removed_class_stops_promptly_with_logger_and_cgid(|a| a.graceful(), Duration::from_secs(30));
 }
+
+/// Issue 12: when a process of a static application dies during a request,
+/// the request's error line names it and says how it died (the process
+/// manager records the death; the handler waits for it briefly).
+#[test]
+fn a_process_dying_during_a_request_is_named_in_its_error_line() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "st/probe.fcgi");
+    let apache = start_in(
+        &dir,
+        "FastCgiIpcDir @ROOT@/ipc\nFastCgiServer @HTDOCS@/st/probe.fcgi -processes 1 -restart-delay 0 -init-start-delay 0",
+    );
+    let a = app.display().to_string();
+    // The request's own error line (the process manager's warning is another).
+    let request_line = |mark: usize, what: &str| -> String {
+        let found = |log: &str| {
+            log.lines()
+                .find(|l| l.contains(":error]") && l.contains(what) && l.contains(&a))
+                .map(String::from)
+        };
+        wait_until(Duration::from_secs(5), || {
+            found(&apache.error_log_since(mark)).is_some()
+        });
+        let log = apache.error_log_since(mark);
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(":error]") && l.contains("FastCGI:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "one error line expected:\n{log}");
+        found(&log).unwrap_or_else(|| panic!("no error line with {what:?}:\n{log}"))
+    };
+
+    // abort(): signal 6 before any header.
+    let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
+    let mark = apache.log_mark();
+    let r = get_t(apache.port(), "/st/probe.fcgi?mode=crash_before_headers&how=abort");
+    assert_eq!(r.status, 500, "{}", brief(&r));
+    let line = request_line(mark, "incomplete headers (0 bytes)");
+    assert!(
+        line.contains("died during the request (") && line.contains(&format!("pid {pid}, signal 6 (Aborted)")),
+        "{line}"
+    );
+
+    // _exit(1) before any header.
+    let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
+    let mark = apache.log_mark();
+    let r = get_t(apache.port(), "/st/probe.fcgi?mode=crash_before_headers");
+    assert_eq!(r.status, 500, "{}", brief(&r));
+    let line = request_line(mark, "incomplete headers (0 bytes)");
+    // (A GET whose fresh connection broke before any answer is sent once
+    // more: the next process may die of it too, and is named as well.)
+    assert!(
+        line.contains("died during the request (") && line.contains(&format!("pid {pid}, exit status 1")),
+        "{line}"
+    );
+
+    // Killed from outside (as the OOM killer would) while sleeping in a POST.
+    let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
+    let mark = apache.log_mark();
+    let port = apache.port();
+    let t = thread::spawn(move || post(port, "/st/probe.fcgi?mode=sleep&ms=5000", b"x=1", "text/plain"));
+    thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let r = t.join().unwrap();
+    assert_eq!(r.status, 500, "{}", brief(&r));
+    let line = request_line(mark, "FastCGI:");
+    assert!(
+        line.contains(&format!("died during the request (pid {pid}, signal 9 (Killed))")),
+        "{line}"
+    );
+
+    // Dying in the middle of the body: the response is cut, the line says why.
+    let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
+    let mark = apache.log_mark();
+    let r = get_t(apache.port(), "/st/probe.fcgi?mode=crash_mid_body");
+    assert!(!r.complete, "{}", brief(&r));
+    let line = request_line(mark, "response already started");
+    assert!(
+        line.contains(&format!("died during the request (pid {pid}, exit status 1)")),
+        "{line}"
+    );
+
+    // A failure that is not a death says nothing of the kind.
+    let mark = apache.log_mark();
+    let r = get_t(apache.port(), "/st/probe.fcgi?mode=badheader");
+    assert_eq!(r.status, 500, "{}", brief(&r));
+    request_line(mark, "FastCGI:");
+    let log = apache.error_log_since(mark);
+    assert!(!log.contains("died during the request"), "{log}");
+    probe_ok(&apache, "/st/probe.fcgi?mode=env");
+}

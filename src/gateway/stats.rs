@@ -23,6 +23,7 @@
 //! generation still counts into it gives that child's few counts to the new
 //! owner.
 
+use crate::sys::wait::ChildExit;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
@@ -38,6 +39,9 @@ const TEXT_BYTES: usize = TEXT_WORDS * 8;
 const BUSY_BITS: u32 = 20;
 const BUSY_MASK: u64 = (1 << BUSY_BITS) - 1;
 const REQUEST_ONE: u64 = 1 << BUSY_BITS;
+/// Unexpected deaths of an application's processes remembered (the most
+/// recent ones), for the request handlers' error lines.
+pub const DEATHS: usize = 8;
 
 /// What kind of application a slot counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +91,52 @@ pub struct AppSlot {
     wait_us: AtomicU64,
     /// "path\0address", packed little-endian.
     text: [AtomicU64; TEXT_WORDS],
+    /// The latest unexpected deaths of its processes (a ring written by
+    /// the process manager, see [`Shared::died`]).
+    deaths: [DeathRecord; DEATHS],
+    death_next: AtomicU32,
+}
+
+/// One death: when the process manager reaped it (monotonic clock, ms;
+/// 0 while being written) and what ([`encode_death`]).
+#[repr(C)]
+struct DeathRecord {
+    at_ms: AtomicU64,
+    what: AtomicU64,
+}
+
+/// A process of an application that exited without being asked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Death {
+    pub pid: u32,
+    pub how: ChildExit,
+    /// When it was reaped (monotonic clock, ms).
+    pub at_ms: u64,
+}
+
+fn encode_death(pid: u32, how: ChildExit) -> u64 {
+    let low = match how {
+        ChildExit::Exited(code) => (1 << 8) | (code as u64 & 0xff),
+        ChildExit::Signaled { signal, core_dumped } => ((2 + u64::from(core_dumped)) << 8) | (signal as u64 & 0xff),
+    };
+    (u64::from(pid) << 32) | low
+}
+
+fn decode_death(v: u64) -> Option<(u32, ChildExit)> {
+    let code = (v & 0xff) as i32;
+    let how = match (v >> 8) & 0xff {
+        1 => ChildExit::Exited(code),
+        2 => ChildExit::Signaled {
+            signal: code,
+            core_dumped: false,
+        },
+        3 => ChildExit::Signaled {
+            signal: code,
+            core_dumped: true,
+        },
+        _ => return None,
+    };
+    Some(((v >> 32) as u32, how))
 }
 
 /// The table shared by httpd's parent, its children and the process manager.
@@ -138,6 +188,9 @@ impl AppSlot {
         self.errors.store(0, Relaxed);
         self.restarts.store(0, Relaxed);
         self.wait_us.store(0, Relaxed);
+        for d in &self.deaths {
+            d.at_ms.store(0, Relaxed);
+        }
     }
 
     fn write_text(&self, kind: Kind, path: &[u8], addr: &[u8]) {
@@ -258,6 +311,41 @@ impl Shared {
     /// Process manager: it restarted a process of the application.
     pub fn restarted(&self, slot: usize) {
         self.slots[slot].restarts.fetch_add(1, Relaxed);
+    }
+
+    /// Process manager: a process of the application in `slot` exited
+    /// without being asked to (reaped at `now_ms`, monotonic clock).
+    pub fn died(&self, slot: usize, pid: u32, how: ChildExit, now_ms: u64) {
+        let s = &self.slots[slot];
+        let d = &s.deaths[s.death_next.fetch_add(1, Relaxed) as usize % DEATHS];
+        // A reader that sees the same non-zero time before and after
+        // reading `what` has a consistent record.
+        d.at_ms.store(0, Release);
+        d.what.store(encode_death(pid, how), Release);
+        d.at_ms.store(now_ms.max(1), Release);
+    }
+
+    /// Request handlers: the deaths recorded for `slot` at or after
+    /// `since_ms` (monotonic clock), oldest first.
+    pub fn deaths_since(&self, slot: usize, since_ms: u64) -> Vec<Death> {
+        let mut out: Vec<Death> = self.slots[slot]
+            .deaths
+            .iter()
+            .filter_map(|d| {
+                let at = d.at_ms.load(Acquire);
+                if at == 0 || at < since_ms {
+                    return None;
+                }
+                let what = d.what.load(Acquire);
+                if d.at_ms.load(Acquire) != at {
+                    return None;
+                }
+                let (pid, how) = decode_death(what)?;
+                Some(Death { pid, how, at_ms: at })
+            })
+            .collect();
+        out.sort_by_key(|d| d.at_ms);
+        out
     }
 
     /// Process manager: the application has `n` processes running.
@@ -383,6 +471,70 @@ mod tests {
         assert_eq!((s.requests, s.errors, s.busy), (0, 0, 0));
         // Same path, other address: another application.
         assert_ne!(t.publish(Kind::External, b"/gone", b"h"), Some(again));
+    }
+
+    #[test]
+    fn deaths_are_kept_per_application_and_read_since_a_time() {
+        let t = table();
+        let a = t.publish(Kind::Static, b"/da", b"x").unwrap();
+        let b = t.find_or_claim(Kind::Dynamic, b"/db", b"y").unwrap();
+        assert!(t.deaths_since(a, 0).is_empty());
+        t.died(a, 100, ChildExit::Exited(3), 1_000);
+        t.died(
+            a,
+            101,
+            ChildExit::Signaled {
+                signal: 9,
+                core_dumped: false,
+            },
+            1_005,
+        );
+        t.died(
+            b,
+            200,
+            ChildExit::Signaled {
+                signal: 11,
+                core_dumped: true,
+            },
+            1_010,
+        );
+        let got = t.deaths_since(a, 1_001);
+        assert_eq!(
+            got,
+            vec![Death {
+                pid: 101,
+                how: ChildExit::Signaled {
+                    signal: 9,
+                    core_dumped: false
+                },
+                at_ms: 1_005
+            }]
+        );
+        assert_eq!(
+            t.deaths_since(a, 0).iter().map(|d| d.pid).collect::<Vec<_>>(),
+            vec![100, 101]
+        );
+        assert_eq!(
+            t.deaths_since(b, 0)[0].how,
+            ChildExit::Signaled {
+                signal: 11,
+                core_dumped: true
+            }
+        );
+        // The ring keeps the latest DEATHS, in order; exit codes and
+        // signals up to 255 and pids up to u32::MAX survive the encoding.
+        for i in 0..(DEATHS as u64 + 3) {
+            t.died(a, u32::MAX - i as u32, ChildExit::Exited(255), 2_000 + i);
+        }
+        let got = t.deaths_since(a, 0);
+        assert_eq!(got.len(), DEATHS);
+        assert_eq!(got[0].at_ms, 2_003);
+        assert_eq!(got[DEATHS - 1].pid, u32::MAX - (DEATHS as u32 + 2));
+        assert!(got.iter().all(|d| d.how == ChildExit::Exited(255)));
+        // A freed slot forgets them.
+        t.free_unconfigured(&[]);
+        let again = t.publish(Kind::Static, b"/da", b"x").unwrap();
+        assert!(t.deaths_since(again, 0).is_empty());
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub fn spool_table(create: bool) -> Option<&'static crate::gateway::spool::Share
 
 /// The mod_status counters ([`crate::gateway::stats`]), like [`reuse_table`].
 pub fn stats_table(create: bool) -> Option<&'static crate::gateway::stats::Shared> {
-    retained_shared(c"mod_fastcgi:stats/1", create)
+    retained_shared(c"mod_fastcgi:stats/2", create)
 }
 
 /// A `T` shared by the parent and every child, mapped once per server life

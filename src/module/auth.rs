@@ -237,6 +237,9 @@ struct Target {
     retry: u32,
     opts: ConnOptions,
     how: How,
+    /// Its mod_status slot (static and dynamic: where the process manager
+    /// records the deaths of its processes).
+    stats: Option<usize>,
 }
 
 impl Target {
@@ -248,13 +251,15 @@ impl Target {
                 retry: ext.retry,
                 opts: ext.opts.clone(),
                 how: How::Once,
+                stats: None,
             }),
-            Some(Server::Static(st)) => Ok(Target {
+            Some(server @ Server::Static(st)) => Ok(Target {
                 app: st.path.to_string_lossy().into_owned(),
                 addrs: vec![st.connect_addr()],
                 retry: 0,
                 opts: st.opts.clone(),
                 how: How::Patiently,
+                stats: super::status::server_slot(state, server),
             }),
             None => {
                 routing::check_dynamic_file(state, path)?;
@@ -275,6 +280,7 @@ impl Target {
             group,
         };
         start_dynamic(r, d, file, &sock, &key);
+        let stats = super::status::dynamic_slot(file, &sock);
         Target {
             app: file.to_string_lossy().into_owned(),
             addrs: vec![AppAddr::Unix(sock)],
@@ -284,6 +290,7 @@ impl Target {
                 key,
                 start_delay: dynamic_start_delay(d),
             },
+            stats,
         }
     }
 }
@@ -399,6 +406,7 @@ fn run(
         t.retry,
         Some((app, peer, super::handler::log_backend_state)),
     );
+    let since_ms = crate::sys::mono_ms();
     let mut conn = super::handler::connect_choice(r, app, &mut choice, &t.opts, runner, connect_timeout)?.1;
     let connected_at = Instant::now();
 
@@ -456,7 +464,11 @@ fn run(
             ..
         }) => Ok(head),
         Err(err) => {
-            let (status, errno, msg) = err.report(app, idle);
+            let (status, errno, mut msg) = err.report(app, idle);
+            if let Some(slot) = t.stats.filter(|_| super::handler::may_be_a_death(&err.failure)) {
+                let died = super::status::deaths_since(slot, since_ms, super::handler::DEATH_WAIT);
+                msg.push_str(&super::status::deaths_text(&died));
+            }
             r.log(Level::Error, errno, &msg);
             Err(status)
         }

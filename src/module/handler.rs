@@ -448,7 +448,7 @@ fn spool_limits(state: &ConfigState) -> spool::Limits<'_> {
 /// Reads the whole (chunked) body into a spool: 413 past
 /// `FastCgiSpoolLimit`, 503 while the bodies of all children would exceed
 /// `FastCgiSpoolTotal` (one log line each).
-fn spool_body(r: &mut Request, limits: &spool::Limits<'_>) -> Result<Spool, i32> {
+fn spool_body(r: &mut Request, app: &str, limits: &spool::Limits<'_>) -> Result<Spool, i32> {
     let mut spool = Spool::new();
     let mut bb = r.new_brigade();
     loop {
@@ -467,7 +467,7 @@ fn spool_body(r: &mut Request, limits: &spool::Limits<'_>) -> Result<Spool, i32>
                     Level::Error,
                     0,
                     &format!(
-                        "FastCGI: chunked request body larger than FastCgiSpoolLimit ({} bytes): refused",
+                        "FastCGI: chunked request body for server \"{app}\" larger than FastCgiSpoolLimit ({} bytes): refused",
                         limits.limit
                     ),
                 );
@@ -479,7 +479,7 @@ fn spool_body(r: &mut Request, limits: &spool::Limits<'_>) -> Result<Spool, i32>
                     Level::Error,
                     0,
                     &format!(
-                        "FastCGI: can't spool the chunked request body: FastCgiSpoolTotal ({} bytes) in use by other requests",
+                        "FastCGI: can't spool the chunked request body for server \"{app}\": FastCgiSpoolTotal ({} bytes) in use by other requests",
                         limits.total.map_or(0, |(_, t)| t)
                     ),
                 );
@@ -491,7 +491,7 @@ fn spool_body(r: &mut Request, limits: &spool::Limits<'_>) -> Result<Spool, i32>
                     Level::Error,
                     e.raw_os_error().unwrap_or(0),
                     &format!(
-                        "FastCGI: can't spool the chunked request body in {}",
+                        "FastCGI: can't spool the chunked request body for server \"{app}\" in {}",
                         limits.dir.display()
                     ),
                 );
@@ -505,7 +505,7 @@ fn spool_body(r: &mut Request, limits: &spool::Limits<'_>) -> Result<Spool, i32>
                 r.log(
                     Level::Info,
                     0,
-                    "FastCGI: client stopped connection before the chunked request body was complete",
+                    &format!("FastCGI: client stopped connection before the chunked request body for server \"{app}\" was complete"),
                 );
                 r.set_status(400);
                 r.mark_client_gone();
@@ -561,7 +561,7 @@ pub fn serve_with(
 ) -> i32 {
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
-        match spool_body(r, &spool) {
+        match spool_body(r, app, &spool) {
             Ok(s) => Body::Spooled(s),
             Err(status) => return status,
         }
@@ -598,6 +598,8 @@ pub fn serve_with(
         _ => reuse,
     };
     let mut choice = Choice::new(table, addrs, retry, Some((app, peer, log_backend_state)));
+    // Deaths of application processes from here on may be this request's.
+    let since_ms = crate::sys::mono_ms();
     let mut bufs = Buffers::default();
     // mod_status: counted from here to the end, whichever way it ends.
     let mut counted: Option<super::status::Counted> = None;
@@ -819,6 +821,16 @@ pub fn serve_with(
     // (External applications: error lines name the backend's address too.)
     let at = (runner == Runner::External).then(|| backends::shown(choice.addr(cur)));
     drop(choice);
+    // An application process of ours that died during the request: the
+    // error line says which and how (the process manager records deaths).
+    let died = match (&result, runner, stats) {
+        (Err(err), Runner::Static | Runner::Dynamic, Some(slot))
+            if !client_left && super::status::is_app_failure(err) && may_be_a_death(&err.failure) =>
+        {
+            super::status::deaths_since(slot, since_ms, DEATH_WAIT)
+        }
+        _ => Vec::new(),
+    };
     match result {
         Ok(outcome) => {
             if let Some(head) = &outcome.head {
@@ -861,8 +873,32 @@ pub fn serve_with(
             r.mark_client_gone();
             OK
         }
-        Err(err) => fail(r, &mut out, app, idle, err, muxed, at.as_deref()),
+        Err(err) => {
+            // What the line adds to the legacy text: an external
+            // application's address, a dead process of ours.
+            let mut detail = at.map(|at| format!(" (server address {at})")).unwrap_or_default();
+            detail.push_str(&super::status::deaths_text(&died));
+            fail(r, &mut out, app, idle, err, muxed, &detail)
+        }
     }
+}
+
+/// How long a failed request waits for the process manager to report the
+/// death of the process that was serving it (only after a failure a death
+/// causes: the connection closed or reset before the end).
+pub(super) const DEATH_WAIT: Duration = Duration::from_millis(200);
+
+/// Whether `failure` is what a process dying during the request causes.
+pub(super) fn may_be_a_death(failure: &Failure) -> bool {
+    matches!(
+        failure,
+        Failure::Incomplete
+            | Failure::Truncated
+            | Failure::Read(_)
+            | Failure::Write(_)
+            | Failure::KeptClosed
+            | Failure::Length { overrun: false, .. }
+    )
 }
 
 /// The errno and the line for a backend of several that goes down.
@@ -1001,7 +1037,8 @@ fn no_backend(r: &Request, app: &str, choice: &Choice<'_>) -> i32 {
     503
 }
 
-/// Maps an exchange failure to a status and one log line.
+/// Maps an exchange failure to a status and one log line (`detail`
+/// appended to the failure's own text).
 fn fail(
     r: &mut Request,
     out: &mut Brigade,
@@ -1009,7 +1046,7 @@ fn fail(
     idle: Duration,
     err: exchange::ExchangeError,
     muxed: bool,
-    at: Option<&str>,
+    detail: &str,
 ) -> i32 {
     match &err.failure {
         Failure::ClientGone => {
@@ -1059,9 +1096,7 @@ fn fail(
         _ => {}
     }
     let (status, errno, mut msg) = err.report(app, idle);
-    if let Some(at) = at {
-        msg.push_str(&format!(" (server address {at})"));
-    }
+    msg.push_str(detail);
     if err.body_started {
         r.log(
             Level::Error,

@@ -18,6 +18,7 @@ use crate::gateway::stats::{self, AppStats, Kind, Shared};
 use crate::gateway::ExchangeError;
 use crate::gateway::Failure;
 use crate::httpd::{log, process, Level, Request};
+use crate::sys::wait::ChildExit;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -225,6 +226,53 @@ pub fn pm_processes(table: &Shared, classes: &[PmClass<'_>]) {
 pub fn pm_restarted(table: &Shared, dynamic: bool, path: &Path, addr: &AppAddr) {
     if let Some(slot) = pm_slot(table, dynamic, false, path, addr) {
         table.restarted(slot);
+    }
+}
+
+/// Process manager: a process of a class exited without being asked to
+/// (retired classes too: their processes still serve requests).
+pub fn pm_died(table: &Shared, dynamic: bool, path: &Path, addr: &AppAddr, pid: i32, how: ChildExit) {
+    if let Some(slot) = pm_slot(table, dynamic, true, path, addr) {
+        table.died(slot, pid as u32, how, crate::sys::mono_ms());
+    }
+}
+
+/// Request handler, after its application connection failed the way a
+/// dying process fails it: the processes of the application in `slot` that
+/// died since `since_ms` ([`crate::sys::mono_ms`]), waiting up to `wait`
+/// for the process manager to reap them (it learns of a death a moment
+/// after the connection breaks). Empty if none did.
+pub fn deaths_since(slot: usize, since_ms: u64, wait: std::time::Duration) -> Vec<stats::Death> {
+    let Some(t) = table() else { return Vec::new() };
+    let until = Instant::now() + wait;
+    loop {
+        let found = t.deaths_since(slot, since_ms);
+        if !found.is_empty() || Instant::now() >= until {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The words for `deaths` appended to a request's error line.
+pub fn deaths_text(deaths: &[stats::Death]) -> String {
+    let one = |d: &stats::Death| match d.how {
+        ChildExit::Exited(code) => format!("pid {}, exit status {code}", d.pid),
+        ChildExit::Signaled { signal, core_dumped } => format!(
+            "pid {}, signal {signal} ({}){}",
+            d.pid,
+            crate::pm::table::signal_description(signal),
+            if core_dumped { ", core dumped" } else { "" }
+        ),
+    };
+    match deaths {
+        [] => String::new(),
+        [d] => format!(": the application process died during the request ({})", one(d)),
+        more => format!(
+            ": {} application processes died during the request ({})",
+            more.len(),
+            more.iter().map(one).collect::<Vec<_>>().join("; ")
+        ),
     }
 }
 

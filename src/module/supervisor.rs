@@ -89,6 +89,12 @@ impl pm::SocketReport for SharedReport {
         }
     }
 
+    fn died(&self, dynamic: bool, spec: &pm::ClassSpec, pid: i32, how: crate::sys::wait::ChildExit) {
+        if let Some(stats) = self.1 {
+            super::status::pm_died(stats, dynamic, &spec.path, &connect_addr(&spec.listen), pid, how);
+        }
+    }
+
     fn socket(&self, listen: &pm::Listen, event: pm::SocketEvent) {
         let Some(table) = self.0 else { return };
         let addr = connect_addr(listen);

@@ -112,6 +112,8 @@ pub trait SocketReport {
     /// A process of a class was started again after its previous one
     /// exited without the PM asking it to.
     fn restarted(&self, _dynamic: bool, _spec: &ClassSpec) {}
+    /// A process of a class exited without the PM asking it to.
+    fn died(&self, _dynamic: bool, _spec: &ClassSpec, _pid: i32, _how: crate::sys::wait::ChildExit) {}
 }
 
 /// A class and its running processes, as [`SocketReport::processes`] gets them.

@@ -414,6 +414,18 @@ impl Effects for Os<'_> {
         self.report.restarted(kind == super::table::ClassKind::Dynamic, spec);
     }
 
+    fn died(
+        &mut self,
+        _class: ClassId,
+        kind: super::table::ClassKind,
+        spec: &ClassSpec,
+        pid: i32,
+        how: crate::sys::wait::ChildExit,
+    ) {
+        self.report
+            .died(kind == super::table::ClassKind::Dynamic, spec, pid, how);
+    }
+
     fn spawn(&mut self, class: ClassId, spec: &ClassSpec) -> SpawnResult {
         let pm_pid = self.pm_pid;
         if self.ensure_socket(class, spec, "server").is_none() {

@@ -123,6 +123,9 @@ pub trait Effects {
     /// A process of `class` was started after its slot's previous process
     /// exited without the PM asking it to (for mod_status).
     fn restarted(&mut self, _class: ClassId, _kind: ClassKind, _spec: &ClassSpec) {}
+    /// A process of `class` exited without the PM asking it to (so the
+    /// request it may have been serving can say so).
+    fn died(&mut self, _class: ClassId, _kind: ClassKind, _spec: &ClassSpec, _pid: i32, _how: ChildExit) {}
     /// The class's Unix socket file is no longer the one the PM bound (removed, e.g. with
     /// FastCgiIpcDir): nobody can connect, so the class is restarted on a new one.
     fn socket_gone(&mut self, _class: ClassId) -> bool {
@@ -894,6 +897,9 @@ impl Table {
             if expected { LogLevel::Info } else { LogLevel::Warn },
             exit_text_for(label, &name, pid, how),
         );
+        if !expected {
+            fx.died(c.id, c.kind, &c.spec, pid, how);
+        }
         if !retired && !shutting_down {
             if victim.is_none() && !expected {
                 let life = c.slots[i].last_life;

@@ -36,6 +36,8 @@ struct Fake {
     restarts: Vec<ClassId>,
     /// Classes whose socket file is gone (`socket_gone`).
     gone: HashSet<ClassId>,
+    /// Given to `died`, in order.
+    deaths: Vec<(ClassId, i32, ChildExit)>,
 }
 
 impl Default for Fake {
@@ -52,6 +54,7 @@ impl Default for Fake {
             wall: wall0(),
             restarts: vec![],
             gone: HashSet::new(),
+            deaths: vec![],
         }
     }
 }
@@ -103,6 +106,9 @@ impl Effects for Fake {
     }
     fn socket_gone(&mut self, class: ClassId) -> bool {
         self.gone.contains(&class)
+    }
+    fn died(&mut self, class: ClassId, _kind: ClassKind, _spec: &ClassSpec, pid: i32, how: ChildExit) {
+        self.deaths.push((class, pid, how));
     }
 }
 
@@ -422,6 +428,28 @@ fn signals_count_as_failures() {
         ),
         vec![0.1]
     );
+}
+
+#[test]
+fn unasked_deaths_are_reported_and_stops_are_not() {
+    // The first process dies by itself (SIGKILL from outside), its
+    // replacement runs until the class is removed.
+    let killed = ChildExit::Signaled {
+        signal: 9,
+        core_dumped: false,
+    };
+    let mut sim = Sim::new(Box::new(move |_, n| (n == 0).then_some((0.5, killed))));
+    sim.term_exit = Some(0.1);
+    sim.configure(&cfg(vec![spec("/d", 1, 1, 0, 0)]));
+    sim.run_until(3.0);
+    let class = sim.table.classes()[0].id();
+    assert_eq!(sim.fx.deaths, vec![(class, 1001, killed)]);
+    assert_eq!(sim.table.running_pids(), vec![1002]);
+    // Stopped by the PM (class removed): not a death a request reports.
+    sim.configure(&cfg(vec![]));
+    sim.run_until(6.0);
+    assert!(sim.table.running_pids().is_empty());
+    assert_eq!(sim.fx.deaths.len(), 1, "{:?}", sim.fx.deaths);
 }
 
 #[test]

@@ -18,3 +18,11 @@ pub mod shm;
 pub mod signals;
 pub mod sockq;
 pub mod wait;
+
+/// The monotonic clock in ms (the same clock in every process of the
+/// machine, unlike `Instant`, which cannot cross a process boundary).
+pub fn mono_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| (t.tv_sec() as u64).saturating_mul(1000) + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
+}
