@@ -60,6 +60,7 @@ demo: deps-test mod_fastcgi.so
 
 unit-test: deps
 	$(CARGO) test --release --lib
+	$(CARGO) test --release --doc httpd
 
 integration-test: deps-test mod_fastcgi.so
 	@set -e; for mpm in $(MPMS); do \

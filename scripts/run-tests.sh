@@ -19,6 +19,8 @@ run() {
 
 echo "=== unit tests ==="
 run "$cargo" test --release --lib
+echo "=== must-not-compile tests of the httpd wrappers' lifetimes ==="
+run "$cargo" test --release --doc httpd
 for mpm in $mpms; do
   echo "=== integration tests, MPM $mpm ==="
   FCGI_TEST_MPM=$mpm MOD_FASTCGI_SO=$so run "$cargo" test --release --test '*' -- --test-threads="$threads"

@@ -63,8 +63,11 @@ pub unsafe extern "C" fn fcgi_rs_create_server_config(
     _s: *mut ffi::server_rec,
 ) -> *mut c_void {
     guarded("create_server_config", std::ptr::null_mut(), || {
-        // SAFETY: httpd passes its valid config pool.
-        match unsafe { Pool::from_raw(p) } {
+        // SAFETY: httpd passes its valid config pool (pconf), used here by
+        // the parent's one thread. `'static` stands for "this configuration
+        // pass": the ServerConf is reached only through this pass's
+        // server_rec, which goes with the same pool.
+        match unsafe { Pool::<'static>::from_raw(p) } {
             Some(pool) => config_ptr(pool.alloc_owned(ServerConf::default())),
             None => std::ptr::null_mut(),
         }
@@ -138,8 +141,12 @@ pub unsafe extern "C" fn fcgi_rs_post_config(
     s: *mut ffi::server_rec,
 ) -> c_int {
     guarded("post_config", HTTP_INTERNAL_SERVER_ERROR, || {
-        // SAFETY: httpd passes its valid config pool.
-        let Some(pool) = (unsafe { Pool::from_raw(pconf) }) else {
+        // SAFETY: httpd passes its valid config pool, used by the parent's
+        // one thread; `'static` = this configuration pass, as for the
+        // server configs (the state is reached only through them, and
+        // through the PM's other-child registration, which APR removes
+        // with the same pool).
+        let Some(pool) = (unsafe { Pool::<'static>::from_raw(pconf) }) else {
             return HTTP_INTERNAL_SERVER_ERROR;
         };
         let state: &'static ModuleState = ModuleState::of_pass(pool);

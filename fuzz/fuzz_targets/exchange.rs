@@ -83,9 +83,28 @@ struct Fe {
     out: Vec<u8>,
     stderr: Vec<u8>,
     nul: bool,
+    /// The read being handed over (`read_begins`), as address and length.
+    reading: Option<(usize, usize)>,
+    /// Body bytes handed over since the last `read_consumed`.
+    unconsumed: usize,
 }
 
 impl Frontend for Fe {
+    fn read_begins(&mut self, input: &[u8]) {
+        assert_eq!(self.reading, None, "read_begins without read_consumed");
+        self.reading = Some((input.as_ptr() as usize, input.len()));
+    }
+    fn read_consumed(&mut self, input: &[u8]) -> Result<(), ClientGone> {
+        // The module's frontend passes body pieces by their position in
+        // the read: the read handed back must be the one announced.
+        assert_eq!(
+            self.reading.take(),
+            Some((input.as_ptr() as usize, input.len())),
+            "read_consumed with another buffer"
+        );
+        self.unconsumed = 0;
+        Ok(())
+    }
     fn read_body(&mut self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
         assert!(max > 0, "read_body asked for 0 bytes");
         let n = max.min(self.piece).min(self.body.len() - self.body_pos);
@@ -110,6 +129,7 @@ impl Frontend for Fe {
             }
         }
         self.out.extend_from_slice(data);
+        self.unconsumed += data.len();
         Ok(())
     }
     fn flush(&mut self) -> Result<(), ClientGone> {
@@ -303,6 +323,8 @@ fuzz_target!(
             head: None,
             out: Vec::new(),
             stderr: Vec::new(),
+            reading: None,
+            unconsumed: 0,
             nul: false,
         };
         let opts = ExchangeOpts {
@@ -325,6 +347,9 @@ fuzz_target!(
         proto::encode_params(&mut bufs.out, id, [(b"A".as_slice(), b"1".as_slice())]).expect("params");
         let res = run(&mut conn, &mut fe, &opts, &mut bufs, None);
         drop(conn);
+        // Every read was handed back, and no body piece was left waiting
+        // for a buffer the exchange no longer holds.
+        assert_eq!((fe.reading, fe.unconsumed), (None, 0), "a read not handed back");
         let app_stdin = app.join().expect("fake application panicked");
 
         if let Ok(o) = &res {

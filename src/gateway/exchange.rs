@@ -89,10 +89,20 @@ pub trait Frontend {
     /// A stale kept connection was replaced by a fresh one (see
     /// [`ExchangeOpts::reused`]).
     fn reconnected(&mut self) {}
-    /// Everything of one read from the application has been handed over:
-    /// data given to [`Frontend::body`] may point into the read buffer,
-    /// which the next read overwrites, so it must be passed on now.
-    fn read_consumed(&mut self) -> Result<(), ClientGone> {
+    /// What the application sent in one read (`input`) is about to be
+    /// handed over: the [`Frontend::body`] pieces that lie in `input` may be
+    /// remembered by position instead of copied, and passed on by
+    /// [`Frontend::read_consumed`] with the same `input`.
+    fn read_begins(&mut self, input: &[u8]) {
+        let _ = input;
+    }
+    /// Everything of one read (`input`, as given to
+    /// [`Frontend::read_begins`]) has been handed over, or the exchange
+    /// stopped in the middle of it: what is remembered of it must be
+    /// passed on now (the next read overwrites the buffer). Called after
+    /// every read, the one with `FCGI_END_REQUEST` and failed ones included.
+    fn read_consumed(&mut self, input: &[u8]) -> Result<(), ClientGone> {
+        let _ = input;
         Ok(())
     }
 
@@ -727,14 +737,23 @@ fn drive<T: Transport>(
                     fe.answered();
                 }
                 let head_before = header_progress(st);
-                if handle_input(fe, opts, st, &bufs.input[..n])? {
+                let input = &bufs.input[..n];
+                fe.read_begins(input);
+                let handled = handle_input(fe, opts, st, input);
+                // Whatever came of it, the read's pieces go out now (those
+                // before a failure too: e.g. the body up to its
+                // Content-Length before an overrun).
+                let consumed = fe.read_consumed(input);
+                if handled? {
+                    // (The request is complete; a client that left during
+                    // its last piece is the handler's to notice.)
                     return Ok(());
                 }
                 // Header bytes trickling in do not hold the idle timer off (issue 12).
                 if st.head.is_some() || header_progress(st) == head_before {
                     idle.touch();
                 }
-                fe.read_consumed().map_err(|_| Failure::ClientGone)?;
+                consumed.map_err(|_| Failure::ClientGone)?;
             }
             Ok(None) => may_read = false,
             Err(e) => {
@@ -987,6 +1006,10 @@ mod tests {
         stop_at_head: bool,
         /// Body bytes received since the last `read_consumed`, per call.
         since_consumed: usize,
+        /// The read being handed over (`read_begins`: address, length).
+        reading: Option<(usize, usize)>,
+        /// Body bytes that did not lie in the read being handed over.
+        outside_read: usize,
         consumed_calls: Vec<usize>,
         reconnects: usize,
         safe: bool,
@@ -999,7 +1022,12 @@ mod tests {
         fn reconnected(&mut self) {
             self.reconnects += 1;
         }
-        fn read_consumed(&mut self) -> Result<(), ClientGone> {
+        fn read_begins(&mut self, input: &[u8]) {
+            assert_eq!(self.reading, None, "read_begins twice");
+            self.reading = Some((input.as_ptr() as usize, input.len()));
+        }
+        fn read_consumed(&mut self, input: &[u8]) -> Result<(), ClientGone> {
+            assert_eq!(self.reading.take(), Some((input.as_ptr() as usize, input.len())));
             self.consumed_calls.push(std::mem::take(&mut self.since_consumed));
             Ok(())
         }
@@ -1027,6 +1055,11 @@ mod tests {
             }
             self.out.extend_from_slice(data);
             self.since_consumed += data.len();
+            let at = data.as_ptr() as usize;
+            match self.reading {
+                Some((base, len)) if at >= base && at + data.len() <= base + len => {}
+                _ => self.outside_read += data.len(),
+            }
             Ok(())
         }
         fn flush(&mut self) -> Result<(), ClientGone> {
@@ -1137,7 +1170,10 @@ mod tests {
         assert_eq!(fake.out.len(), 320_000);
         assert!(fake.consumed_calls.len() >= 4, "{:?}", fake.consumed_calls);
         assert!(fake.consumed_calls.iter().all(|&n| n <= READ_CHUNK));
-        assert_eq!(fake.consumed_calls.iter().sum::<usize>() + fake.since_consumed, 320_000);
+        // Every piece was handed over inside a read and released with it,
+        // the last read's (with END_REQUEST) included.
+        assert_eq!(fake.consumed_calls.iter().sum::<usize>(), 320_000);
+        assert_eq!((fake.since_consumed, fake.outside_read, fake.reading), (0, 0, None));
     }
 
     #[test]

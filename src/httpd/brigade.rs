@@ -2,16 +2,20 @@
 //! handing response data to the output filters.
 
 use crate::ffi;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 /// The most one input filter read asks for (mod_proxy_fcgi reads 8 KiB
 /// at a time too).
 const READ_PIECE: usize = 8 * 1024;
 
-/// A brigade allocated from a request pool (freed with the pool).
-pub struct Brigade {
+/// A brigade allocated from a request pool (freed with the pool), usable
+/// for the pool's lifetime `'p`. It never holds a bucket that refers to
+/// memory it does not own beyond one call (see [`Brigade::pass_transient`]).
+pub struct Brigade<'p> {
     raw: NonNull<ffi::apr_bucket_brigade>,
     alloc: *mut ffi::apr_bucket_alloc_t,
+    _life: PhantomData<&'p ()>,
 }
 
 /// What one read from the input filters produced.
@@ -20,16 +24,17 @@ pub enum BucketData {
     Eos,
 }
 
-impl Brigade {
+impl<'p> Brigade<'p> {
     /// # Safety
-    /// `pool` and `alloc` must be valid for the lifetime of the brigade
-    /// (the request's pool and its connection's bucket allocator).
-    pub unsafe fn new(pool: *mut ffi::apr_pool_t, alloc: *mut ffi::apr_bucket_alloc_t) -> Brigade {
+    /// `pool` and `alloc` must be valid for `'p` (the request's pool and its
+    /// connection's bucket allocator).
+    pub unsafe fn new(pool: *mut ffi::apr_pool_t, alloc: *mut ffi::apr_bucket_alloc_t) -> Brigade<'p> {
         // SAFETY: valid pool and allocator per the contract.
         let raw = unsafe { ffi::apr_brigade_create(pool, alloc) };
         Brigade {
             raw: NonNull::new(raw).expect("apr_brigade_create returned NULL"),
             alloc,
+            _life: PhantomData,
         }
     }
 
@@ -141,16 +146,28 @@ impl Brigade {
         Ok(if eos { None } else { Some(got) })
     }
 
-    /// Appends a transient bucket referring to `data` (httpd copies it only
-    /// if a filter must hold it past this pass).
-    pub fn push_transient(&mut self, data: &[u8]) {
-        // SAFETY: valid allocator and brigade; the transient bucket refers
-        // to `data`, which outlives the following pass_to (callers pass
-        // before `data` goes away).
-        unsafe {
-            let b = ffi::apr_bucket_transient_create(data.as_ptr().cast(), data.len(), self.alloc);
-            ffi::fcgi_shim_brigade_insert_tail(self.as_ptr(), b);
+    /// Appends a transient bucket for each of `pieces` (after what the
+    /// brigade already holds), passes the brigade down `filters` and empties
+    /// it, all within this call: the buckets refer to the borrowed pieces
+    /// without a copy, and none of them outlives the borrow (a filter that
+    /// keeps data past the pass sets it aside, i.e. copies it, as the
+    /// transient bucket contract requires).
+    ///
+    /// # Safety
+    /// `filters` must be the request's valid output filter chain.
+    pub unsafe fn pass_transient(&mut self, pieces: &[&[u8]], filters: *mut ffi::ap_filter_t) -> ffi::apr_status_t {
+        for data in pieces.iter().filter(|d| !d.is_empty()) {
+            // SAFETY: valid allocator and brigade; the bucket refers to
+            // `data`, borrowed for this whole call, and pass_to below
+            // removes every bucket before the call returns.
+            unsafe {
+                let b = ffi::apr_bucket_transient_create(data.as_ptr().cast(), data.len(), self.alloc);
+                ffi::fcgi_shim_brigade_insert_tail(self.as_ptr(), b);
+            }
         }
+        // SAFETY: valid filter chain per the contract; pass_to empties the
+        // brigade (apr_brigade_cleanup) whatever the filters returned.
+        unsafe { self.pass_to(filters) }
     }
 
     /// Whether the brigade holds no bucket.

@@ -3,28 +3,33 @@
 
 use crate::ffi;
 use std::ffi::{c_void, CStr};
+use std::marker::PhantomData;
 use std::os::raw::c_char;
 use std::ptr::NonNull;
 
-/// A borrowed APR pool.
+/// A borrowed APR pool, alive for `'p`.
+///
+/// Neither `Send` nor `Sync` (APR pools are not thread-safe): a `Pool` is
+/// used by the thread that was handed it (a request's pool by the request's
+/// thread, `pconf` by the parent during a configuration pass). Values it
+/// owns are borrowed for `'p`, so they cannot outlive the wrapper's
+/// promise; only the FFI entry points choose `'p` (see [`Pool::from_raw`]).
 #[derive(Clone, Copy)]
-pub struct Pool {
+pub struct Pool<'p> {
     raw: NonNull<ffi::apr_pool_t>,
+    _life: PhantomData<&'p ()>,
 }
 
-// SAFETY: a Pool is a handle; APR pools are not thread-safe, and this
-// module only uses a pool from the thread that owns it (request pools in
-// their request's thread, pconf in the single-threaded parent). Sharing
-// the handle (e.g. inside pool-owned state) does not share the use.
-unsafe impl Send for Pool {}
-// SAFETY: as above.
-unsafe impl Sync for Pool {}
-
-impl Pool {
+impl<'p> Pool<'p> {
     /// # Safety
-    /// `p` must be a valid pool that outlives every use of the wrapper.
-    pub unsafe fn from_raw(p: *mut ffi::apr_pool_t) -> Option<Pool> {
-        NonNull::new(p).map(|raw| Pool { raw })
+    /// `p` must be a valid pool that lives (is neither cleared nor
+    /// destroyed) for all of `'p`, and the wrapper and its copies must only
+    /// be used by the thread that owns the pool.
+    pub unsafe fn from_raw(p: *mut ffi::apr_pool_t) -> Option<Pool<'p>> {
+        NonNull::new(p).map(|raw| Pool {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     pub fn as_ptr(self) -> *mut ffi::apr_pool_t {
@@ -51,13 +56,12 @@ impl Pool {
 
     /// Stores `value` in the pool: it is dropped when the pool is cleared
     /// or destroyed. Returns a shared reference valid for the pool's
-    /// lifetime (the `'static` stands for "as long as this pool", which
-    /// outlives every hook call that can reach the value).
-    pub fn alloc_owned<T: Sync + 'static>(self, value: T) -> &'static T {
+    /// lifetime `'p`.
+    pub fn alloc_owned<T: Sync + 'static>(self, value: T) -> &'p T {
         let raw = self.alloc_owned_raw(value);
-        // SAFETY: the box lives until the pool cleanup runs, which is after
-        // every user of this pool (httpd's pool discipline); only shared
-        // references are handed out.
+        // SAFETY: the box lives until the pool's cleanup runs, which is
+        // after `'p` (constructor contract); only shared references are
+        // handed out.
         unsafe { &*raw }
     }
 
@@ -103,15 +107,51 @@ impl Pool {
 
     /// The value of type `T` stored under `key` in this pool, created with
     /// `make` on first use and dropped with the pool. One type per key.
-    pub fn singleton<T: Sync + 'static>(self, key: &'static CStr, make: impl FnOnce() -> T) -> &'static T {
+    pub fn singleton<T: Sync + 'static>(self, key: &'static CStr, make: impl FnOnce() -> T) -> &'p T {
         let p = self.userdata_get(key).cast::<T>();
         // SAFETY: a non-NULL pointer under `key` was stored below for a
-        // `T` owned by this same pool, so it is alive and of type T.
+        // `T` owned by this same pool, so it is alive for `'p` and of type T.
         if let Some(v) = unsafe { p.as_ref() } {
             return v;
         }
         let v = self.alloc_owned(make());
         self.userdata_set(key, (v as *const T).cast());
         v
+    }
+}
+
+/// A configuration pool kept in state that request threads can reach (the
+/// pass's `ModuleState`): usable only in the process that created the
+/// handle — httpd's parent, whose configuration passes and "other child"
+/// callbacks run on its one thread — never from a child's threads.
+#[derive(Clone, Copy)]
+pub struct ConfigPool {
+    raw: NonNull<ffi::apr_pool_t>,
+    owner: u32,
+}
+
+// SAFETY: the handle itself is only an address and a pid; the pool can be
+// used through it only in the owner process (`ConfigPool::in_owner`), where
+// it is single-threaded.
+unsafe impl Send for ConfigPool {}
+// SAFETY: as above.
+unsafe impl Sync for ConfigPool {}
+
+impl ConfigPool {
+    /// The handle of `pconf`, owned by this process.
+    pub fn new(pconf: Pool<'static>) -> ConfigPool {
+        ConfigPool {
+            raw: pconf.raw,
+            owner: std::process::id(),
+        }
+    }
+
+    /// The pool, in the process that created the handle (`None` elsewhere,
+    /// e.g. in an httpd child, which must not use the parent's pconf).
+    pub fn in_owner(&self) -> Option<Pool<'static>> {
+        (std::process::id() == self.owner).then_some(Pool {
+            raw: self.raw,
+            _life: PhantomData,
+        })
     }
 }

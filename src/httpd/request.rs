@@ -4,6 +4,7 @@
 use super::{log, opt_cstr, Brigade, Level, Pool, Table};
 use crate::ffi;
 use std::ffi::{c_void, CStr};
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 /// Whether body read failure `rv` (an `apr_status_t`) says the client closed
@@ -20,17 +21,23 @@ pub fn body_error_means_gone(rv: i32) -> bool {
     gone.contains(&rv)
 }
 
-/// A request borrowed for the duration of one hook call.
-pub struct Request {
+/// A request borrowed for `'r`, the hook call that received it: its pool
+/// ([`Request::pool`]) and brigades ([`Request::new_brigade`]) carry `'r`,
+/// so nothing allocated from them can be kept past the call by safe code.
+pub struct Request<'r> {
     raw: NonNull<ffi::request_rec>,
+    _life: PhantomData<&'r mut ffi::request_rec>,
 }
 
-impl Request {
+impl<'r> Request<'r> {
     /// # Safety
-    /// `r` must be a valid request_rec for the duration of the hook call
-    /// that received it, and the wrapper must not outlive that call.
-    pub unsafe fn from_raw(r: *mut ffi::request_rec) -> Option<Request> {
-        NonNull::new(r).map(|raw| Request { raw })
+    /// `r` must be a valid request_rec for all of `'r` (at most the hook
+    /// call that received it), used only by the calling thread.
+    pub unsafe fn from_raw(r: *mut ffi::request_rec) -> Option<Request<'r>> {
+        NonNull::new(r).map(|raw| Request {
+            raw,
+            _life: PhantomData,
+        })
     }
 
     fn r(&self) -> &ffi::request_rec {
@@ -47,8 +54,9 @@ impl Request {
         self.raw.as_ptr()
     }
 
-    pub fn pool(&self) -> Pool {
-        // SAFETY: a request always has a valid pool.
+    pub fn pool(&self) -> Pool<'r> {
+        // SAFETY: a request's pool lives at least as long as the request
+        // (`'r`, constructor contract), and is used by the request's thread.
         unsafe { Pool::from_raw(self.r().pool) }.expect("request without pool")
     }
 
@@ -283,9 +291,9 @@ impl Request {
     }
 
     /// A brigade for this request (freed with the request pool).
-    pub fn new_brigade(&self) -> Brigade {
+    pub fn new_brigade(&self) -> Brigade<'r> {
         // SAFETY: the request pool and its connection's allocator are valid
-        // for the request's lifetime, which bounds the brigade's use.
+        // for the request's lifetime `'r`.
         unsafe { Brigade::new(self.r().pool, (*self.r().connection).bucket_alloc) }
     }
 
@@ -299,6 +307,13 @@ impl Request {
     pub fn pass(&mut self, bb: &mut Brigade) -> i32 {
         // SAFETY: the request's own output filter chain.
         unsafe { bb.pass_to(self.r().output_filters) }
+    }
+
+    /// Passes `bb` followed by `pieces` (without copying them) to the
+    /// request's output filters; see [`Brigade::pass_transient`].
+    pub fn pass_transient(&mut self, bb: &mut Brigade, pieces: &[&[u8]]) -> i32 {
+        // SAFETY: the request's own output filter chain.
+        unsafe { bb.pass_transient(pieces, self.r().output_filters) }
     }
 
     /// Aborts a response already under way: error bucket + EOS, so the

@@ -130,8 +130,11 @@ impl CmdParms {
         String::from_utf8_lossy(n.unwrap_or(b"?")).into_owned()
     }
 
-    pub fn pool(&self) -> Pool {
-        // SAFETY: cmd->pool is pconf, valid for the whole pass.
+    pub fn pool(&self) -> Pool<'static> {
+        // SAFETY: cmd->pool is pconf, valid for the whole pass; the
+        // configuration state allocated in it is reached only through this
+        // pass's server configs (see `entry`), and the pass runs on the
+        // parent's one thread.
         unsafe { Pool::from_raw(self.c().pool) }.expect("cmd->pool")
     }
 

@@ -297,13 +297,13 @@ impl Target {
 
 /// The exchange's view of httpd during a check: no body goes out, the
 /// response body is dropped.
-struct AuthFrontend<'a> {
-    r: &'a Request,
+struct AuthFrontend<'a, 'r> {
+    r: &'a Request<'r>,
     app: &'a str,
     dynamic: Option<&'a ClassKey>,
 }
 
-impl Frontend for AuthFrontend<'_> {
+impl Frontend for AuthFrontend<'_, '_> {
     fn read_body(&mut self, _max: usize, _sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
         // AU-10: an empty STDIN, whatever the request carries.
         Ok(true)

@@ -44,10 +44,10 @@ enum Body {
     None,
 }
 
-struct HttpdFrontend<'a> {
-    r: &'a mut Request,
-    out: Brigade,
-    input: Brigade,
+struct HttpdFrontend<'a, 'r> {
+    r: &'a mut Request<'r>,
+    out: Brigade<'r>,
+    input: Brigade<'r>,
     body: Body,
     app: &'a str,
     scratch: Vec<u8>,
@@ -57,13 +57,30 @@ struct HttpdFrontend<'a> {
     dynamic: Option<&'a DynamicCtx>,
     /// Bytes copied into `out` and not passed yet.
     pending: usize,
-    /// `out` holds transient buckets pointing into the exchange's read
-    /// buffer: they are passed before the next read (`read_consumed`).
+    /// The response is past the small-response hold: pieces go out
+    /// without a copy, read by read (`streamed`).
     transient: bool,
+    /// The read being handed over (`Frontend::read_begins`: its address
+    /// and length), and its body pieces in order, passed without a copy by
+    /// `read_consumed` (see [`Streamed`]).
+    reading: Option<(usize, usize)>,
+    streamed: Vec<Streamed>,
+    /// A flush asked for while pieces wait for `read_consumed`.
+    flush_after: bool,
     /// Connection reuse for this request.
     lease: Option<Lease>,
     /// Reading the client's body failed because the client went away.
     client_left: bool,
+}
+
+/// A response body piece waiting for the end of its read.
+enum Streamed {
+    /// `len` bytes at `at` of the read (passed as a transient bucket, no
+    /// copy: the read buffer is borrowed again by `read_consumed`).
+    InRead { at: usize, len: usize },
+    /// A piece that was not in the read buffer (e.g. an nph prefix the
+    /// exchange held): a copy.
+    Copied(Vec<u8>),
 }
 
 /// Response pieces smaller than this are copied and held (see `body`).
@@ -71,7 +88,7 @@ const COALESCE_BELOW: usize = 8 * 1024;
 /// Held bytes are passed on once they would exceed this.
 const HOLD_AT_MOST: usize = 64 * 1024;
 
-impl Frontend for HttpdFrontend<'_> {
+impl Frontend for HttpdFrontend<'_, '_> {
     fn read_body(&mut self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<bool, i32> {
         match &mut self.body {
             Body::None => Ok(true),
@@ -116,23 +133,64 @@ impl Frontend for HttpdFrontend<'_> {
             self.pending += data.len();
             return Ok(());
         }
-        self.out.push_transient(data);
+        // Remembered by position in the read (no copy, no pointer kept):
+        // `read_consumed` gets the read buffer back and passes the pieces.
+        let at = data.as_ptr() as usize;
+        let piece = match self.reading {
+            Some((base, len)) if at >= base && at + data.len() <= base + len => Streamed::InRead {
+                at: at - base,
+                len: data.len(),
+            },
+            _ => Streamed::Copied(data.to_vec()),
+        };
+        self.streamed.push(piece);
         self.pending = 0;
         self.transient = true;
         Ok(())
     }
 
-    fn read_consumed(&mut self) -> Result<(), ClientGone> {
-        if !self.transient || self.out.is_empty() {
+    fn read_begins(&mut self, input: &[u8]) {
+        self.reading = Some((input.as_ptr() as usize, input.len()));
+    }
+
+    fn read_consumed(&mut self, input: &[u8]) -> Result<(), ClientGone> {
+        let reading = self.reading.take();
+        let flush = std::mem::take(&mut self.flush_after);
+        if self.streamed.is_empty() {
             return Ok(());
         }
-        if self.r.pass(&mut self.out) != 0 || self.r.connection_aborted() {
+        let streamed = std::mem::take(&mut self.streamed);
+        // (The exchange hands back the read it announced; a piece that
+        // does not fit it is never passed — nothing is read out of bounds.)
+        let same = reading == Some((input.as_ptr() as usize, input.len()));
+        let pieces: Option<Vec<&[u8]>> = streamed
+            .iter()
+            .map(|p| match p {
+                Streamed::InRead { at, len } => same.then(|| input.get(*at..at + len)).flatten(),
+                Streamed::Copied(v) => Some(v.as_slice()),
+            })
+            .collect();
+        let Some(pieces) = pieces else {
             return Err(ClientGone);
+        };
+        if self.r.pass_transient(&mut self.out, &pieces) != 0 || self.r.connection_aborted() {
+            return Err(ClientGone);
+        }
+        if flush {
+            self.out.push_flush();
+            if self.r.pass(&mut self.out) != 0 {
+                return Err(ClientGone);
+            }
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), ClientGone> {
+        if !self.streamed.is_empty() {
+            // After the pieces: at the end of this read.
+            self.flush_after = true;
+            return Ok(());
+        }
         self.out.push_flush();
         self.pending = 0;
         if self.r.pass(&mut self.out) != 0 {
@@ -742,6 +800,9 @@ pub fn serve_with(
         dynamic,
         pending: 0,
         transient: false,
+        reading: None,
+        streamed: Vec::new(),
+        flush_after: false,
         lease,
         client_left: false,
     };
@@ -759,6 +820,9 @@ pub fn serve_with(
         c.used_request_id(request_id);
     }
     let muxed = matches!(conn, Link::Mux(_));
+    // (The exchange hands every read back before it returns: no piece is
+    // left waiting for a buffer that is about to go.)
+    debug_assert!(fe.streamed.is_empty());
     let HttpdFrontend {
         r,
         mut out,

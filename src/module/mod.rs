@@ -19,7 +19,7 @@ mod suexec_id;
 pub mod supervisor;
 
 use crate::config::ConfigState;
-use crate::httpd::Pool;
+use crate::httpd::{ConfigPool, Pool};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Everything this module knows about one configuration pass.
@@ -28,8 +28,9 @@ pub struct ModuleState {
     parsing: Mutex<ConfigState>,
     /// Frozen by `post_config`; what requests read, without locking.
     running: OnceLock<ConfigState>,
-    /// The configuration pool this state lives in.
-    pub pconf: Pool,
+    /// The configuration pool this state lives in (usable in httpd's
+    /// parent only).
+    pub pconf: ConfigPool,
 }
 
 /// Per-server module config: the pass's [`ModuleState`], filled in by
@@ -41,11 +42,11 @@ pub struct ServerConf {
 
 impl ModuleState {
     /// The state of the configuration pass that owns `pconf`.
-    pub fn of_pass(pconf: Pool) -> &'static ModuleState {
+    pub fn of_pass(pconf: Pool<'static>) -> &'static ModuleState {
         pconf.singleton(c"mod_fastcgi:state", || ModuleState {
             parsing: Mutex::new(directives::new_config_state(pconf)),
             running: OnceLock::new(),
-            pconf,
+            pconf: ConfigPool::new(pconf),
         })
     }
 

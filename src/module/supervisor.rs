@@ -458,8 +458,10 @@ pub fn pm_died(state: &'static ModuleState, status: i32) {
         log_level: process::main_log_level(),
         dynamic: dynamic_of(cfg),
     };
+    // (httpd's "other child" callbacks run in the parent, which owns pconf.)
+    let Some(pconf) = state.pconf.in_owner() else { return };
     if let Some(new_pid) = fork_pm(pm_cfg, pid, cfg.wrapper_path().map(|p| p.to_path_buf())) {
-        process::register_other_child(state.pconf, new_pid, crate::entry::fcgi_rs_pm_maintenance, state);
+        process::register_other_child(pconf, new_pid, crate::entry::fcgi_rs_pm_maintenance, state);
     }
 }
 
