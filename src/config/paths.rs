@@ -196,14 +196,18 @@ pub fn normalize_path(server_root: &Path, p: &str, clean: bool) -> PathBuf {
 }
 
 /// httpd's `ap_no2slash`: collapses runs of `/` into one.
-pub(crate) fn no2slash(p: &[u8]) -> Vec<u8> {
+pub(crate) fn no2slash(p: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    // (Per request: no copy for the usual path without "//".)
+    if !p.windows(2).any(|w| w == b"//") {
+        return std::borrow::Cow::Borrowed(p);
+    }
     let mut out = Vec::with_capacity(p.len());
     for &b in p {
         if !(b == b'/' && out.last() == Some(&b'/')) {
             out.push(b);
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// httpd's `ap_getparents` (RFC 1808 dot-segment removal) applied to the

@@ -30,7 +30,7 @@
 //! [`order`] is the pure policy; [`Choice`] applies it to the shared table.
 
 use super::conn::PeerCheck;
-use super::reuse::{self, Reuse};
+use super::reuse::{self, Reuse, SlotHint};
 use crate::config::AppAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,15 +124,19 @@ impl<'a> Choice<'a> {
     pub fn new(
         reuse: Option<&'static Reuse>,
         addrs: &'a [AppAddr],
+        hints: &[Option<SlotHint>],
         retry_secs: u32,
         probe: Option<Probe<'_>>,
     ) -> Choice<'a> {
         let retry_ms = u64::from(retry_secs.max(1)) * 1000;
         let shared = reuse.map(Reuse::shared);
-        let find = |a: &AppAddr| shared.and_then(|t| t.find(a));
+        let find = |i: usize| {
+            let t = shared?;
+            t.find_hinted(addrs.get(i)?, hints.get(i).copied().flatten())
+        };
         let mut choice = Choice {
             addrs,
-            first_slot: addrs.first().and_then(find),
+            first_slot: find(0),
             slots: Vec::new(),
             order: Vec::new(),
             next: 0,
@@ -144,7 +148,7 @@ impl<'a> Choice<'a> {
         if addrs.len() < 2 {
             return choice;
         }
-        choice.slots = addrs.iter().map(find).collect();
+        choice.slots = (0..addrs.len()).map(find).collect();
         let now = now_ms();
         let views: Vec<View> = choice
             .slots
@@ -381,7 +385,7 @@ mod tests {
         for x in &a {
             reuse.shared().publish(x, reuse::Cap::Fixed(1)).unwrap();
         }
-        let mut c = Choice::new(Some(reuse), &a, 10, None);
+        let mut c = Choice::new(Some(reuse), &a, &[], 10, None);
         let first = c.next_backend().unwrap();
         assert_eq!(
             reuse.shared().backend_counts(first.slot.unwrap()).0,
@@ -401,12 +405,12 @@ mod tests {
         }
         // Later requests skip the down one, whatever the turn.
         for _ in 0..4 {
-            let mut c = Choice::new(Some(reuse), &a, 10, None);
+            let mut c = Choice::new(Some(reuse), &a, &[], 10, None);
             assert_eq!(c.next_backend().unwrap().index, second.index);
             assert_eq!(c.down_before(), 1);
         }
         // Marked again by another request: no second line.
-        let c = Choice::new(Some(reuse), &a, 10, None);
+        let c = Choice::new(Some(reuse), &a, &[], 10, None);
         assert_eq!(c.failed(first), Failed::AlreadyDown);
         // It answers (a request that tried it, or a probe): up again, once.
         assert!(c.connected(first));
@@ -422,12 +426,12 @@ mod tests {
         let now = now_ms();
         assert!(t.mark_down(slots[0], now, 60_000));
         assert!(t.mark_down(slots[1], now, 60_000));
-        let mut c = Choice::new(Some(reuse), &a, 60, None);
+        let mut c = Choice::new(Some(reuse), &a, &[], 60, None);
         assert!(c.next_backend().is_none(), "503 at once");
         // Backend 1's retry time has come: exactly one request tries it.
         t.mark_down(slots[1], now - 120_000, 60_000);
-        let mut first = Choice::new(Some(reuse), &a, 60, None);
-        let mut second = Choice::new(Some(reuse), &a, 60, None);
+        let mut first = Choice::new(Some(reuse), &a, &[], 60, None);
+        let mut second = Choice::new(Some(reuse), &a, &[], 60, None);
         assert_eq!(first.next_backend().map(|p| p.index), Some(1));
         assert!(second.next_backend().is_none());
     }
@@ -437,7 +441,7 @@ mod tests {
         let reuse = table();
         let a = addrs(&[9301]);
         let slot = reuse.shared().publish(&a[0], reuse::Cap::Fixed(1)).unwrap();
-        let mut c = Choice::new(Some(reuse), &a, 10, None);
+        let mut c = Choice::new(Some(reuse), &a, &[], 10, None);
         let p = c.next_backend().unwrap();
         assert_eq!(c.failed(p), Failed::Single);
         assert!(!reuse.shared().is_down(slot));

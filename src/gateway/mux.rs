@@ -506,6 +506,10 @@ pub fn pool() -> &'static Pool {
 #[derive(Default)]
 pub struct Pool {
     conns: Mutex<HashMap<AppAddr, Vec<Arc<MuxConn>>>>,
+    /// One connection is opened at a time per address: a burst of requests
+    /// finding every connection full waits for the one being opened
+    /// instead of each opening its own.
+    opening: Mutex<HashMap<AppAddr, Arc<Mutex<()>>>>,
 }
 
 impl Pool {
@@ -519,15 +523,20 @@ impl Pool {
         spill_dir: PathBuf,
         connect: impl FnOnce() -> Result<AppConn, super::ConnectError>,
     ) -> Result<MuxStream, super::ConnectError> {
-        {
-            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            let list = conns.entry(addr.clone()).or_default();
-            list.retain(|c| !c.state().dead);
-            for c in list.iter() {
-                if let Some(id) = c.claim() {
-                    return Ok(MuxStream { conn: c.clone(), id });
-                }
-            }
+        if let Some(s) = self.claim(addr) {
+            return Ok(s);
+        }
+        let opener = self
+            .opening
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.clone())
+            .or_default()
+            .clone();
+        let _opening = opener.lock().unwrap_or_else(|e| e.into_inner());
+        // (Opened by someone else meanwhile?)
+        if let Some(s) = self.claim(addr) {
+            return Ok(s);
         }
         let conn = connect()?;
         let reader = conn.try_clone().map_err(|e| {
@@ -568,6 +577,15 @@ impl Pool {
             .or_default()
             .push(mc.clone());
         Ok(MuxStream { conn: mc, id })
+    }
+
+    /// A free id on an open connection to `addr`.
+    fn claim(&self, addr: &AppAddr) -> Option<MuxStream> {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let list = conns.entry(addr.clone()).or_default();
+        list.retain(|c| !c.state().dead);
+        list.iter()
+            .find_map(|c| c.claim().map(|id| MuxStream { conn: c.clone(), id }))
     }
 
     /// Open connections to `addr` (tests, status).

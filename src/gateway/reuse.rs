@@ -173,6 +173,13 @@ pub struct Shared {
     rows: [Row; MAX_ROWS],
 }
 
+/// Where an address was found in the table ([`Shared::hint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotHint {
+    slot: usize,
+    key: u64,
+}
+
 /// How many connections an application may have kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cap {
@@ -263,6 +270,26 @@ impl Shared {
 
     fn find_key(&self, key: u64) -> Option<usize> {
         (0..MAX_CLASSES).find(|&i| self.classes[i].key.load(SeqCst) == key)
+    }
+
+    /// The slot of `addr` and its key, to be checked later with one load
+    /// instead of hashing the address and scanning the table
+    /// ([`Shared::find_hinted`]; issue 11).
+    pub fn hint(&self, addr: &AppAddr) -> Option<SlotHint> {
+        let slot = self.find(addr)?;
+        Some(SlotHint {
+            slot,
+            key: self.classes[slot].key.load(SeqCst),
+        })
+    }
+
+    /// The slot of `addr`: `hint`'s if that slot still belongs to the same
+    /// address (one load), else found again.
+    pub fn find_hinted(&self, addr: &AppAddr, hint: Option<SlotHint>) -> Option<usize> {
+        match hint {
+            Some(h) if h.slot < MAX_CLASSES && self.classes[h.slot].key.load(SeqCst) == h.key => Some(h.slot),
+            _ => self.find(addr),
+        }
     }
 
     /// The slot of `addr`, if the parent published it.
@@ -1056,6 +1083,29 @@ mod tests {
     // Issue 12: slots of addresses no longer configured are freed when they
     // hold nothing, so more than MAX_CLASSES addresses over the server's
     // life (configuration churn) keep getting slots.
+    // Issue 11: a slot cached per configuration is checked with one load,
+    // and never used once the slot went to another address.
+    #[test]
+    fn hinted_slots_are_checked_against_the_key() {
+        let shared: &'static Shared = shm::map_shared().unwrap();
+        let a = AppAddr::Unix("/hint-a".into());
+        let b = AppAddr::Unix("/hint-b".into());
+        assert_eq!(shared.hint(&a), None, "not published");
+        let sa = shared.publish(&a, Cap::Fixed(1)).unwrap();
+        let hint = shared.hint(&a);
+        assert_eq!(shared.find_hinted(&a, hint), Some(sa));
+        // The slot is freed and given to another address: the hint no longer
+        // matches, and `a` is found (or not) afresh.
+        shared.free_unconfigured(std::slice::from_ref(&b));
+        let sb = shared.publish(&b, Cap::Fixed(1)).unwrap();
+        assert_eq!(sb, sa, "the freed slot is reused");
+        assert_eq!(shared.find_hinted(&a, hint), None);
+        assert_eq!(shared.find_hinted(&b, hint), Some(sb), "b's own slot, found by its key");
+        let sa2 = shared.publish(&a, Cap::Fixed(1)).unwrap();
+        assert_eq!(shared.find_hinted(&a, hint), Some(sa2));
+        assert_eq!(shared.find_hinted(&a, None), Some(sa2));
+    }
+
     #[test]
     fn unconfigured_slots_are_freed_across_generations() {
         let shared: &'static Shared = shm::map_shared().unwrap();

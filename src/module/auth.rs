@@ -259,7 +259,7 @@ impl Target {
                 retry: 0,
                 opts: st.opts.clone(),
                 how: How::Patiently,
-                stats: super::status::server_slot(state, server),
+                stats: super::status::server_slots(state, server).stats,
             }),
             None => {
                 routing::check_dynamic_file(state, path)?;
@@ -403,6 +403,7 @@ fn run(
     let mut choice = Choice::new(
         table,
         &t.addrs,
+        &[],
         t.retry,
         Some((app, peer, super::handler::log_backend_state)),
     );

@@ -325,13 +325,13 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
     match server {
         Server::External(ext) => {
             let app = ext.path.to_string_lossy().into_owned();
-            let stats = super::status::server_slot(state, server);
-            serve(r, &app, &ext.addrs, ext.retry, &ext.opts, spool_limits(state), stats)
+            let slots = super::status::server_slots(state, server);
+            serve(r, &app, &ext.addrs, ext.retry, &ext.opts, spool_limits(state), &slots)
         }
         Server::Static(st) => {
             let app = st.path.to_string_lossy().into_owned();
             let addr = st.connect_addr();
-            let stats = super::status::server_slot(state, server);
+            let slots = super::status::server_slots(state, server);
             let addrs = std::slice::from_ref(&addr);
             serve_with(
                 r,
@@ -341,7 +341,7 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
                 &st.opts,
                 spool_limits(state),
                 Connect::Patiently,
-                stats,
+                &slots,
             )
         }
     }
@@ -388,7 +388,10 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         key,
         start_delay: dynamic_start_delay(d),
     };
-    let stats = super::status::dynamic_slot(&file, &sock);
+    let slots = super::status::Slots {
+        stats: super::status::dynamic_slot(&file, &sock),
+        reuse: Vec::new(),
+    };
     serve_with(
         r,
         &app,
@@ -397,7 +400,7 @@ fn serve_dynamic(state: &ConfigState, r: &mut Request) -> i32 {
         &opts,
         spool_limits(state),
         Connect::Dynamic(&dynamic),
-        stats,
+        &slots,
     )
 }
 
@@ -598,9 +601,9 @@ pub fn serve(
     retry: u32,
     opts: &ConnOptions,
     spool: spool::Limits<'_>,
-    stats: Option<usize>,
+    slots: &super::status::Slots,
 ) -> i32 {
-    serve_with(r, app, addrs, retry, opts, spool, Connect::Once, stats)
+    serve_with(r, app, addrs, retry, opts, spool, Connect::Once, slots)
 }
 
 /// Serves the request from the application at one of `addrs` (one, unless
@@ -615,8 +618,9 @@ pub fn serve_with(
     opts: &ConnOptions,
     spool: spool::Limits<'_>,
     how: Connect<'_>,
-    stats: Option<usize>,
+    slots: &super::status::Slots,
 ) -> i32 {
+    let stats = slots.stats;
     let nph = is_nph(app, opts);
     let body = if wants_chunked_body(r) {
         match spool_body(r, app, &spool) {
@@ -655,7 +659,7 @@ pub fn serve_with(
         Connect::Dynamic(_) => None,
         _ => reuse,
     };
-    let mut choice = Choice::new(table, addrs, retry, Some((app, peer, log_backend_state)));
+    let mut choice = Choice::new(table, addrs, &slots.reuse, retry, Some((app, peer, log_backend_state)));
     // Deaths of application processes from here on may be this request's.
     let since_ms = crate::sys::mono_ms();
     let mut bufs = Buffers::default();

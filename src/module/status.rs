@@ -5,7 +5,7 @@
 //!
 //! - The parent publishes every configured application ([`publish`]).
 //! - A request handler resolves the slot of a static or external
-//!   application once per child and configuration ([`server_slot`]; a
+//!   application once per child and configuration ([`server_slots`]; a
 //!   dynamic class per request, [`dynamic_slot`]) and counts the request
 //!   with a [`Counted`] guard, whichever way it ends.
 //! - The process manager reports running processes and restarts
@@ -14,11 +14,13 @@
 //!   application ([`write`]).
 
 use crate::config::{AppAddr, ConfigState, Server};
+use crate::gateway::reuse::SlotHint;
 use crate::gateway::stats::{self, AppStats, Kind, Shared};
 use crate::gateway::ExchangeError;
 use crate::gateway::Failure;
 use crate::httpd::{log, process, Level, Request};
 use crate::sys::wait::ChildExit;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -83,23 +85,43 @@ fn table() -> Option<&'static Shared> {
     *TABLE.get_or_init(|| process::stats_table(false))
 }
 
+/// A configured application's places in the shared tables: its
+/// mod_status slot and, for each of its addresses, its connection-reuse
+/// slot (checked with one load per request instead of hashing the address:
+/// issue 11).
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    pub stats: Option<usize>,
+    pub reuse: Vec<Option<SlotHint>>,
+}
+
 /// The slots of a configuration's servers, in its order.
 struct ServerSlots {
     /// The configuration they were resolved for (its address).
     config: usize,
-    slots: Vec<Option<usize>>,
+    slots: Vec<Slots>,
 }
 
-/// Request handler: the slot of a configured application, resolved once
+/// Request handler: the slots of a configured application, resolved once
 /// per child for all servers of its configuration (a child serves one
 /// configuration all its life); the per-request cost is finding `server`
 /// among the configuration's servers by address.
-pub fn server_slot(state: &ConfigState, server: &Server) -> Option<usize> {
+pub fn server_slots(state: &ConfigState, server: &Server) -> Cow<'static, Slots> {
     static CACHE: OnceLock<ServerSlots> = OnceLock::new();
-    let table = table()?;
     let find = |s: &Server| {
-        let (kind, path, addr) = ident(s);
-        table.find(kind, path.as_os_str().as_bytes(), addr.as_bytes())
+        let stats = table().and_then(|table| {
+            let (kind, path, addr) = ident(s);
+            table.find(kind, path.as_os_str().as_bytes(), addr.as_bytes())
+        });
+        let reuse = super::supervisor::reuse().map(|r| r.shared());
+        let addrs = match s {
+            Server::Static(st) => vec![st.connect_addr()],
+            Server::External(ext) => ext.addrs.clone(),
+        };
+        Slots {
+            stats,
+            reuse: addrs.iter().map(|a| reuse.and_then(|t| t.hint(a))).collect(),
+        }
     };
     let config = state as *const ConfigState as usize;
     let cache = CACHE.get_or_init(|| ServerSlots {
@@ -107,10 +129,15 @@ pub fn server_slot(state: &ConfigState, server: &Server) -> Option<usize> {
         slots: state.servers().iter().map(find).collect(),
     });
     if cache.config != config {
-        return find(server);
+        return Cow::Owned(find(server));
     }
-    let i = state.servers().iter().position(|s| std::ptr::eq(s, server))?;
-    cache.slots.get(i).copied().flatten()
+    match state.servers().iter().position(|s| std::ptr::eq(s, server)) {
+        Some(i) => cache
+            .slots
+            .get(i)
+            .map_or_else(|| Cow::Owned(Slots::default()), Cow::Borrowed),
+        None => Cow::Owned(find(server)),
+    }
 }
 
 /// Request handler: the slot of a dynamic class (claimed by its first

@@ -201,6 +201,46 @@ fn concurrent_requests_share_one_connection() {
     assert_eq!(setup.pool.connections(&setup.addr), 1);
 }
 
+// A burst of requests finding no connection opens one, not one each (a
+// burst used to open a connection per request: up to 6 for 16 requests in
+// tests/go_fcgi.rs).
+#[test]
+fn a_burst_opens_one_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let setup = Setup::new(8, 1, |id| 1_000 + usize::from(id));
+    let connects = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (pool, addr, conn) = (setup.pool.clone(), setup.addr.clone(), setup.conn.clone());
+            let (connects, barrier) = (connects.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut m = pool
+                    .stream(&addr, 8, std::env::temp_dir(), || {
+                        connects.fetch_add(1, Ordering::SeqCst);
+                        // (A connect takes a moment: the others arrive meanwhile.)
+                        thread::sleep(Duration::from_millis(30));
+                        conn.lock()
+                            .unwrap()
+                            .take()
+                            .ok_or(crate::gateway::ConnectError::TimedOut)
+                    })
+                    .map_err(|e| format!("{e:?}"))?;
+                let id = m.request_id();
+                exchange(&mut m).map(|b| (id, b.len())).map_err(|e| format!("{e:?}"))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    for (id, len) in results.into_iter().flatten() {
+        assert_eq!(len, 1_000 + usize::from(id));
+    }
+    assert_eq!(connects.load(Ordering::SeqCst), 1, "one connect for the burst");
+    assert_eq!(setup.pool.connections(&setup.addr), 1);
+}
+
 // A request whose reader is slow does not hold up the others: its output is
 // spilled to a file and read back whole, in order.
 #[test]
