@@ -35,6 +35,7 @@
 //!   ([`ResponseHead::declared_length`]).
 
 use memchr::{memchr, memchr3, memchr_iter};
+use std::borrow::Cow;
 
 /// The interesting parts of the CGI header block. Names and values are raw bytes (see
 /// the module docs of [`crate::cgi`]).
@@ -246,14 +247,18 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
 
 /// Parses a complete block (terminator included) into a [`ResponseHead`].
 fn parse_block(block: &[u8]) -> Result<ResponseHead, HeaderError> {
-    let mut lines: Vec<&[u8]> = block.split(|&b| b == b'\n').collect();
-    // The block ends "\n" CR* "\n": drop the CR-only piece and the empty piece after the
-    // final "\n"; what remains are the header lines.
-    lines.truncate(lines.len().saturating_sub(2));
-
+    // The block ends "\n" CR* "\n": the CR-only piece and the empty piece after the
+    // final "\n" are not header lines. (Each line is handled once the two pieces after
+    // it are known: no list of lines is built, issue 11.)
+    let mut pieces = block.split(|&b| b == b'\n');
+    let (mut a, mut b) = (pieces.next(), pieces.next());
     let mut head = ResponseHead::default();
-    let mut current: Option<(Vec<u8>, Vec<u8>)> = None;
-    for raw in lines {
+    // The header being read (a continuation line extends its value).
+    let mut current: Option<(&[u8], Cow<'_, [u8]>)> = None;
+    for c in pieces {
+        let Some(raw) = std::mem::replace(&mut a, b.replace(c)) else {
+            break;
+        };
         let line = trim_end(raw);
         if matches!(raw.first(), Some(b' ' | b'\t')) {
             let Some((_, value)) = current.as_mut() else {
@@ -261,6 +266,7 @@ fn parse_block(block: &[u8]) -> Result<ResponseHead, HeaderError> {
             };
             let more = trim_start(line);
             if !more.is_empty() {
+                let value = value.to_mut();
                 if !value.is_empty() {
                     value.push(b' ');
                 }
@@ -276,7 +282,8 @@ fn parse_block(block: &[u8]) -> Result<ResponseHead, HeaderError> {
         if let Some((name, value)) = current.take() {
             head.apply(name, value)?;
         }
-        current = Some(split_line(line)?);
+        let (name, value) = split_line(line)?;
+        current = Some((name, Cow::Borrowed(value)));
     }
     if let Some((name, value)) = current {
         head.apply(name, value)?;
@@ -286,7 +293,7 @@ fn parse_block(block: &[u8]) -> Result<ResponseHead, HeaderError> {
 }
 
 /// Splits `Name: value` (line already right-trimmed) per RQ-41.
-fn split_line(line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HeaderError> {
+fn split_line(line: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     let colon = memchr(b':', line).ok_or_else(|| HeaderError::Malformed(line.to_vec()))?;
     let (name, value) = line.split_at(colon);
     let value = value.get(1..).unwrap_or_default();
@@ -299,7 +306,7 @@ fn split_line(line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HeaderError> {
         }
         return Err(HeaderError::Malformed(logged));
     }
-    Ok((name.to_vec(), trim_start(value).to_vec()))
+    Ok((name, trim_start(value)))
 }
 
 impl ResponseHead {
@@ -336,18 +343,18 @@ impl ResponseHead {
         }
     }
 
-    fn apply(&mut self, name: Vec<u8>, value: Vec<u8>) -> Result<(), HeaderError> {
+    fn apply(&mut self, name: &[u8], value: Cow<'_, [u8]>) -> Result<(), HeaderError> {
         if name.eq_ignore_ascii_case(b"Status") {
-            let code = parse_status(&value).ok_or_else(|| HeaderError::InvalidStatus(value.clone()))?;
-            self.status = Some((code, value));
+            let code = parse_status(&value).ok_or_else(|| HeaderError::InvalidStatus(value.to_vec()))?;
+            self.status = Some((code, value.into_owned()));
         } else if name.eq_ignore_ascii_case(b"Content-Type") {
-            self.content_type = Some(value);
+            self.content_type = Some(value.into_owned());
         } else if name.eq_ignore_ascii_case(b"Location") {
-            self.location = Some(value);
+            self.location = Some(value.into_owned());
         } else if name.eq_ignore_ascii_case(b"Content-Length") {
-            self.content_length = Some(value);
+            self.content_length = Some(value.into_owned());
         } else {
-            self.other.push((name, value));
+            self.other.push((name.to_vec(), value.into_owned()));
         }
         Ok(())
     }
@@ -439,6 +446,21 @@ mod tests {
 
     fn head(data: &[u8]) -> ResponseHead {
         scan_all(data).unwrap().0
+    }
+
+    // Issue 11: parsing a small response's headers allocates what the
+    // result keeps and nothing else (no list of lines, no copy of a name
+    // the result does not keep): it was 9 here before.
+    #[test]
+    fn parsing_allocates_only_what_it_keeps() {
+        let block = b"Status: 200 OK\r\nContent-Type: text/plain\r\nX-Probe: 1\r\n\r\n";
+        let (head, n) = crate::test_alloc::count(|| parse_block(block).unwrap());
+        assert_eq!(head.other, vec![(b"X-Probe".to_vec(), b"1".to_vec())]);
+        // Status value, Content-Type value, the `other` list, its name and value.
+        assert!(n <= 5, "{n} allocations");
+        // A continuation line extends the value it belongs to (a copy then).
+        let (head, _) = crate::test_alloc::count(|| parse_block(b"X-A: 1\n  2\n\n").unwrap());
+        assert_eq!(head.other, vec![(b"X-A".to_vec(), b"1 2".to_vec())]);
     }
 
     fn err(data: &[u8]) -> String {

@@ -224,15 +224,20 @@ impl<'r> Request<'r> {
     /// (`ap_create_environment`: names sanitised, TZ added), as
     /// name/value pairs living in the request pool.
     pub fn cgi_env(&self) -> Vec<(&[u8], &[u8])> {
-        let mut pairs = Vec::new();
         // SAFETY: valid pool and table; the returned NULL-terminated array
         // of "NAME=VALUE" strings lives in the request pool, which outlives
         // `&self`.
         unsafe {
             let env = ffi::ap_create_environment(self.r().pool, self.r().subprocess_env);
             if env.is_null() {
-                return pairs;
+                return Vec::new();
             }
+            // (Counted first: one allocation, issue 11.)
+            let mut n = 0;
+            while !(*env.add(n)).is_null() {
+                n += 1;
+            }
+            let mut pairs = Vec::with_capacity(n);
             let mut i = 0;
             loop {
                 let p = *env.add(i);
@@ -246,8 +251,8 @@ impl<'r> Request<'r> {
                 });
                 i += 1;
             }
+            pairs
         }
-        pairs
     }
 
     pub fn set_status(&mut self, status: i32) {

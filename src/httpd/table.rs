@@ -19,6 +19,21 @@ fn cstring(bytes: &[u8]) -> CString {
     })
 }
 
+/// Calls `f` with `bytes` as a C string: from a stack buffer when short
+/// (the usual header names and values: no heap allocation per call, issue
+/// 11), else a `CString`. NUL bytes are dropped.
+fn with_cstr<R>(bytes: &[u8], f: impl FnOnce(*const std::os::raw::c_char) -> R) -> R {
+    const SHORT: usize = 256;
+    if bytes.len() < SHORT && memchr::memchr(0, bytes).is_none() {
+        let mut buf = [0u8; SHORT];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        f(buf.as_ptr().cast())
+    } else {
+        let c = cstring(bytes);
+        f(c.as_ptr())
+    }
+}
+
 impl Table {
     /// # Safety
     /// `t` must be a valid table that outlives every use of the wrapper.
@@ -28,30 +43,41 @@ impl Table {
 
     /// First value for `key` (case-insensitive).
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        let k = cstring(key);
-        // SAFETY: valid table and key; the returned value lives as long as
-        // the table entry (i.e. the request).
-        unsafe { opt_cstr(ffi::apr_table_get(self.raw.as_ptr(), k.as_ptr())) }
+        with_cstr(key, |k| {
+            // SAFETY: valid table and NUL-terminated key (alive for the
+            // call); the returned value lives as long as the table entry
+            // (i.e. the request).
+            unsafe { opt_cstr(ffi::apr_table_get(self.raw.as_ptr(), k)) }
+        })
     }
 
     /// Sets `key` to `value`, replacing earlier values (both copied).
     pub fn set(&self, key: &[u8], value: &[u8]) {
-        let (k, v) = (cstring(key), cstring(value));
-        // SAFETY: valid table; apr_table_set copies key and value.
-        unsafe { ffi::apr_table_set(self.raw.as_ptr(), k.as_ptr(), v.as_ptr()) }
+        with_cstr(key, |k| {
+            with_cstr(value, |v| {
+                // SAFETY: valid table; apr_table_set copies key and value,
+                // which are NUL-terminated and alive for the call.
+                unsafe { ffi::apr_table_set(self.raw.as_ptr(), k, v) }
+            })
+        })
     }
 
     /// Adds another `key: value` (duplicates kept; both copied).
     pub fn add(&self, key: &[u8], value: &[u8]) {
-        let (k, v) = (cstring(key), cstring(value));
-        // SAFETY: valid table; apr_table_add copies key and value.
-        unsafe { ffi::apr_table_add(self.raw.as_ptr(), k.as_ptr(), v.as_ptr()) }
+        with_cstr(key, |k| {
+            with_cstr(value, |v| {
+                // SAFETY: valid table; apr_table_add copies key and value,
+                // which are NUL-terminated and alive for the call.
+                unsafe { ffi::apr_table_add(self.raw.as_ptr(), k, v) }
+            })
+        })
     }
 
     pub fn unset(&self, key: &[u8]) {
-        let k = cstring(key);
-        // SAFETY: valid table and key.
-        unsafe { ffi::apr_table_unset(self.raw.as_ptr(), k.as_ptr()) }
+        with_cstr(key, |k| {
+            // SAFETY: valid table and NUL-terminated key, alive for the call.
+            unsafe { ffi::apr_table_unset(self.raw.as_ptr(), k) }
+        })
     }
 
     /// Calls `f` for every entry in order (NULL values are passed as empty).

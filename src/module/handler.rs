@@ -324,12 +324,12 @@ pub fn handle(state: &ConfigState, r: &mut Request) -> i32 {
     };
     match server {
         Server::External(ext) => {
-            let app = ext.path.to_string_lossy().into_owned();
+            let app = ext.path.to_string_lossy();
             let slots = super::status::server_slots(state, server);
             serve(r, &app, &ext.addrs, ext.retry, &ext.opts, spool_limits(state), &slots)
         }
         Server::Static(st) => {
-            let app = st.path.to_string_lossy().into_owned();
+            let app = st.path.to_string_lossy();
             let addr = st.connect_addr();
             let slots = super::status::server_slots(state, server);
             let addrs = std::slice::from_ref(&addr);
@@ -887,7 +887,8 @@ pub fn serve_with(
         }
     }
     // (External applications: error lines name the backend's address too.)
-    let at = (runner == Runner::External).then(|| backends::shown(choice.addr(cur)));
+    // (Formatted only for an error line.)
+    let at = (runner == Runner::External).then(|| choice.addr(cur));
     drop(choice);
     // An application process of ours that died during the request: the
     // error line says which and how (the process manager records deaths).
@@ -944,7 +945,9 @@ pub fn serve_with(
         Err(err) => {
             // What the line adds to the legacy text: an external
             // application's address, a dead process of ours.
-            let mut detail = at.map(|at| format!(" (server address {at})")).unwrap_or_default();
+            let mut detail = at
+                .map(|at| format!(" (server address {})", backends::shown(at)))
+                .unwrap_or_default();
             detail.push_str(&super::status::deaths_text(&died));
             fail(r, &mut out, app, idle, err, muxed, &detail)
         }
