@@ -1396,7 +1396,9 @@ fn a_process_dying_during_a_request_is_named_in_its_error_line() {
     thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     let r = t.join().unwrap();
-    assert_eq!(r.status, 500, "{}", brief(&r));
+    // (500 on a fresh connection; 502 when the POST went on the connection
+    // kept from the request before: "closed a kept connection".)
+    assert!(r.status == 500 || r.status == 502, "{}", brief(&r));
     let line = request_line(mark, "FastCGI:");
     assert!(
         line.contains(&format!("died during the request (pid {pid}, signal 9 (Killed))")),
