@@ -1364,29 +1364,23 @@ fn a_process_dying_during_a_request_is_named_in_its_error_line() {
         found(&log).unwrap_or_else(|| panic!("no error line with {what:?}:\n{log}"))
     };
 
-    // abort(): signal 6 before any header.
-    let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
-    let mark = apache.log_mark();
-    let r = get_t(apache.port(), "/st/probe.fcgi?mode=crash_before_headers&how=abort");
-    assert_eq!(r.status, 500, "{}", brief(&r));
-    let line = request_line(mark, "incomplete headers (0 bytes)");
-    assert!(
-        line.contains("died during the request (") && line.contains(&format!("pid {pid}, signal 6 (Aborted)")),
-        "{line}"
-    );
-
-    // _exit(1) before any header.
-    let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
-    let mark = apache.log_mark();
-    let r = get_t(apache.port(), "/st/probe.fcgi?mode=crash_before_headers");
-    assert_eq!(r.status, 500, "{}", brief(&r));
-    let line = request_line(mark, "incomplete headers (0 bytes)");
-    // (A GET whose fresh connection broke before any answer is sent once
-    // more: the next process may die of it too, and is named as well.)
-    assert!(
-        line.contains("died during the request (") && line.contains(&format!("pid {pid}, exit status 1")),
-        "{line}"
-    );
+    // A GET that makes the process die before any header: the one line
+    // names the process. (A GET whose fresh connection broke before any
+    // answer is sent once more: the next process may die of it too, and is
+    // named as well — hence "contains".)
+    let crash = |query: &str, how: &str| {
+        let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
+        let mark = apache.log_mark();
+        let r = get_t(apache.port(), &format!("/st/probe.fcgi?{query}"));
+        assert_eq!(r.status, 500, "{}", brief(&r));
+        let line = request_line(mark, "incomplete headers (0 bytes)");
+        assert!(
+            line.contains("died during the request (") && line.contains(&format!("pid {pid}, {how}")),
+            "{line}"
+        );
+    };
+    crash("mode=crash_before_headers&how=abort", "signal 6 (Aborted)");
+    crash("mode=crash_before_headers", "exit status 1");
 
     // Killed from outside (as the OOM killer would) while sleeping in a POST.
     let (_, pid) = probe_ok_response(&apache, "/st/probe.fcgi?mode=env");
