@@ -424,9 +424,11 @@ fn decode_class(c: &mut Cursor<'_>) -> Result<ClassSpec, MsgError> {
     let listen_queue_depth = c.u32("listen_queue_depth")?;
     let initial_env = c.env(["initial_env", "initial_env name", "initial_env value"])?;
     let app_mtime = c.i64("app_mtime")?;
-    let wrapper = match c.u8("wrapper flag")? {
-        0 => None,
-        _ => Some(WrapperExec {
+    // (Strictly 0 or 1, as every flag: any other byte was a second encoding
+    // of "wrapped", found by fuzzing pm_ctl.)
+    let wrapper = match c.bool("wrapper flag")? {
+        false => None,
+        true => Some(WrapperExec {
             path: c.path("wrapper path")?,
             user: c.string("wrapper user")?,
             group: c.string("wrapper group")?,
@@ -747,6 +749,28 @@ mod tests {
             .to_vec();
         // tag 1 + gen 8 + bool 1 + level 1 + n_old 4 + n_classes 4 + path (4 + 2)
         bad_listen[1 + 8 + 1 + 1 + 4 + 4 + 6] = 9;
+        // A class's wrapper flag other than 0 or 1 (fuzzing pm_ctl found that
+        // any non-zero byte was taken as 1: two encodings of one message).
+        let wrapped = |on: bool| {
+            let mut c = class("/a", Listen::Unix("/s".into()));
+            if !on {
+                c.wrapper = None;
+            }
+            frame(&CtlMsg::Configure(PmConfig {
+                generation: 1,
+                classes: vec![c],
+                hard_restart: false,
+                old_children: vec![],
+                log_level: 0,
+                dynamic: DynamicSpec::disabled(),
+            }))[HEADER_LEN..]
+                .to_vec()
+        };
+        let (off, on) = (wrapped(false), wrapped(true));
+        let flag = off.iter().zip(&on).position(|(a, b)| a != b).unwrap();
+        assert_eq!((off[flag], on[flag]), (0, 1));
+        let mut bad_wrapper = on;
+        bad_wrapper[flag] = 45;
 
         let cases: Vec<(Vec<u8>, MsgError)> = vec![
             (vec![], MsgError::Truncated("tag")),
@@ -765,6 +789,7 @@ mod tests {
             (huge_count, MsgError::Truncated("old_children")),
             (bad_utf8, MsgError::BadUtf8("initial_env value")),
             (bad_listen, MsgError::UnknownListenKind(9)),
+            (bad_wrapper, MsgError::BadBool(45, "wrapper flag")),
         ];
         for (p, want) in cases {
             let mut r = FrameReader::new();
