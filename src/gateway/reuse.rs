@@ -9,8 +9,9 @@
 //! 1. **Bounded**: all of Apache (every child process) together keeps at
 //!    most `cap` connections per application open in keep mode — the
 //!    class's process count for static applications, what the application
-//!    answers to `FCGI_GET_VALUES` (`FCGI_MAX_CONNS`) for external ones, or
-//!    `-keep-conn N`. The count lives in memory shared by all children
+//!    answers to `FCGI_GET_VALUES` (`FCGI_MAX_CONNS`) for external ones
+//!    (then learnt upwards while requests beyond it find processes to
+//!    spare, [`Lease::answered`]), or `-keep-conn N`. The count lives in memory shared by all children
 //!    ([`Shared`]); other requests connect without `FCGI_KEEP_CONN`.
 //! 2. **Given up when anyone waits**: a request on a fresh connection that
 //!    has no answer [`WAIT_MARK`] after it was sent counts as *waiting*
@@ -27,7 +28,10 @@
 //!    connections never jump the queue, whatever `cap` says (a process may
 //!    have died, an external count may be wrong). Under more load than the
 //!    application has processes this turns reuse off by itself; below that,
-//!    every request reuses a connection.
+//!    every request reuses a connection. For [`COOL_DOWN_MS`] after a wait
+//!    no new connection is kept (else reuse flapped under saturation), and
+//!    when the cap is the process count ([`Cap::Processes`]) and all of it
+//!    is kept, a fresh connection is known to wait and says so at once.
 //! 3. **Never waited for**: when every kept connection is open, a request
 //!    connects without keeping at once. (Waiting a moment for one of the
 //!    child's busy kept connections to come back stalled requests 20 ms at
@@ -69,6 +73,13 @@ pub const WAIT_MARK: Duration = Duration::from_millis(1);
 /// after this long means it does not serve kept connections: keeping stops
 /// for the application (see `exchange::Failure::KeptStalled`).
 pub const STALL_AFTER: Duration = Duration::from_secs(1);
+/// After a request reported waiting for a process, no new connection is
+/// kept for this long (rule 2): the application was saturated a moment ago.
+/// Without it, reuse switched on and off under steady saturation — the
+/// moment the backlog drained, new connections were kept, and the requests
+/// behind them waited for the wait mark and closed them again (at 32 clients
+/// and 4 processes about one request in nine waited; issue 11).
+pub const COOL_DOWN_MS: u64 = 250;
 /// How long the `FCGI_GET_VALUES` question may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// The `cap` of a class whose capacity is still to be asked for.
@@ -85,6 +96,17 @@ pub struct ClassSlot {
     /// Most connections kept open across all children ([`CAP_PROBE`]: not
     /// known yet, none are kept).
     cap: AtomicU32,
+    /// 1 when `cap` is the number of application processes (a static
+    /// application without `-keep-conn`): with `cap` connections kept, a
+    /// fresh connection is known to wait for one of them.
+    exact: AtomicU32,
+    /// [`crate::sys::mono_ms`] before which no new connection is kept
+    /// ([`COOL_DOWN_MS`] after the latest wait).
+    cool_until: AtomicU64,
+    /// The capacity the application announced (`FCGI_MAX_CONNS`, or 1),
+    /// when `cap` was asked for: then `cap` is learnt upwards from there
+    /// (see [`Lease::answered`]); 0 when `cap` is configured.
+    announced: AtomicU32,
     /// Connections open in keep mode (busy or idle), all children.
     kept: AtomicU32,
     /// Of those, idle in some child's pool.
@@ -127,6 +149,21 @@ pub struct ClassSlot {
     /// `FCGI_MPXS_CONNS=1`; its `FCGI_MAX_REQS`, or
     /// `mux::DEFAULT_MAX_REQS`).
     mux_reqs: AtomicU32,
+    /// Requests that took an idle kept connection, all children (for
+    /// mod_status: whether reuse works).
+    reuses: AtomicU64,
+    /// Requests that reported waiting for a process (rule 2), all children
+    /// (for mod_status: how often reuse stood in the way).
+    waits: AtomicU64,
+}
+
+impl ClassSlot {
+    /// The application answered (or not) how many connections it serves:
+    /// `cap` starts there and is learnt upwards (see [`Reuse::learn_more`]).
+    fn set_announced(&self, n: u32) {
+        self.announced.store(n, SeqCst);
+        let _ = self.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
+    }
 }
 
 const BIND_FAILED: u64 = 1 << 32;
@@ -183,6 +220,9 @@ pub struct SlotHint {
 /// How many connections an application may have kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cap {
+    /// As many as the application has processes (each serving one
+    /// connection at a time): a static application's `-processes`.
+    Processes(u32),
     Fixed(u32),
     /// Ask the application (`FCGI_GET_VALUES`).
     Probe,
@@ -212,8 +252,10 @@ impl Shared {
             (0..MAX_CLASSES).find(|&i| self.classes[i].key.compare_exchange(0, key, SeqCst, SeqCst).is_ok())
         })?;
         let c = &self.classes[slot];
+        c.exact.store(u32::from(matches!(cap, Cap::Processes(_))), SeqCst);
+        c.announced.store(0, SeqCst);
         match cap {
-            Cap::Fixed(n) => c.cap.store(n.min(CAP_LIMIT), SeqCst),
+            Cap::Processes(n) | Cap::Fixed(n) => c.cap.store(n.min(CAP_LIMIT), SeqCst),
             Cap::Probe => {
                 c.cap.store(CAP_PROBE, SeqCst);
                 c.probe_after.store(0, SeqCst);
@@ -261,6 +303,11 @@ impl Shared {
             c.requests.store(0, SeqCst);
             c.failures.store(0, SeqCst);
             c.mux_reqs.store(0, SeqCst);
+            c.reuses.store(0, SeqCst);
+            c.waits.store(0, SeqCst);
+            c.exact.store(0, SeqCst);
+            c.cool_until.store(0, SeqCst);
+            c.announced.store(0, SeqCst);
             if c.key.compare_exchange(key, 0, SeqCst, SeqCst).is_ok() {
                 freed += 1;
             }
@@ -354,6 +401,14 @@ impl Shared {
     /// all children (for mod_status).
     pub fn kept(&self, slot: usize) -> u32 {
         self.classes[slot].kept.load(SeqCst)
+    }
+
+    /// (requests on a reused connection, requests that reported waiting for
+    /// a process) of `slot` since it was published, all children (for
+    /// mod_status).
+    pub fn reuse_counts(&self, slot: usize) -> (u64, u64) {
+        let c = &self.classes[slot];
+        (c.reuses.load(SeqCst), c.waits.load(SeqCst))
     }
 
     /// What choosing among the backends needs to know about `slot` at
@@ -535,6 +590,15 @@ pub struct Reuse {
     reaper: Once,
 }
 
+/// What [`Reuse::reserve`] found.
+enum Reserved {
+    Kept,
+    /// `cap` connections are kept already.
+    Full,
+    /// Nothing is kept for the application (yet), or this child has no row.
+    No,
+}
+
 /// How a request talks to an application with reuse.
 pub struct Lease {
     reuse: &'static Reuse,
@@ -549,6 +613,10 @@ pub struct Lease {
     fresh: bool,
     /// Counted in `waiting` (the same, for longer than [`WAIT_MARK`]).
     waiting: bool,
+    /// Not kept because `cap` connections were (with nobody fresh or
+    /// waiting): if its fresh connection is answered at once, the
+    /// application had a process to spare ([`Reuse::learn_more`]).
+    capped: bool,
 }
 
 impl Reuse {
@@ -607,6 +675,18 @@ impl Reuse {
     fn count_waiting(&self, slot: usize, up: bool) {
         let c = &self.shared.classes[slot];
         self.count(slot, up, |r| &r.waiting, Some(&c.waiting));
+        if up {
+            c.waits.fetch_add(1, SeqCst);
+            c.cool_until.fetch_max(crate::sys::mono_ms() + COOL_DOWN_MS, SeqCst);
+            // A learnt capacity was too high (or the application is
+            // saturated): one less, down to what the application announced.
+            let floor = c.announced.load(SeqCst);
+            if floor > 0 {
+                let _ = c
+                    .cap
+                    .fetch_update(SeqCst, SeqCst, |v| (v > floor && v != CAP_PROBE).then(|| v - 1));
+            }
+        }
         if up && c.idle.load(SeqCst) > 0 && self.shared.wake_pending.swap(1, SeqCst) == 0 {
             self.shared.seq.fetch_add(1, SeqCst);
             shm::futex_wake_all(&self.shared.seq);
@@ -619,24 +699,44 @@ impl Reuse {
         self.count(slot, up, |r| &r.busy, Some(&self.shared.classes[slot].busy));
     }
 
+    /// Whether the cool-down after the latest wait is over.
+    fn cooled(&self, slot: usize) -> bool {
+        let until = self.shared.classes[slot].cool_until.load(SeqCst);
+        until == 0 || crate::sys::mono_ms() >= until
+    }
+
     /// Reserves a kept connection if fewer than `cap` are open.
-    fn reserve(&self, slot: usize) -> bool {
+    fn reserve(&self, slot: usize) -> Reserved {
         if self.row().is_none() {
-            return false;
+            return Reserved::No;
         }
         let c = &self.shared.classes[slot];
         let cap = c.cap.load(SeqCst);
-        if cap == CAP_PROBE {
-            return false;
+        if cap == CAP_PROBE || cap == 0 {
+            return Reserved::No;
         }
         if c.kept
             .fetch_update(SeqCst, SeqCst, |k| (k < cap).then_some(k + 1))
             .is_err()
         {
-            return false;
+            return Reserved::Full;
         }
         self.count_kept(slot, true);
-        true
+        Reserved::Kept
+    }
+
+    /// A request that found all `cap` connections kept got a process on a
+    /// fresh connection without waiting: the application has more processes
+    /// than it announced (libfcgi answers 1 per process, however many share
+    /// the socket) — one more may be kept.
+    fn learn_more(&self, slot: usize) {
+        let c = &self.shared.classes[slot];
+        if c.announced.load(SeqCst) == 0 {
+            return;
+        }
+        let _ = c.cap.fetch_update(SeqCst, SeqCst, |v| {
+            (v != 0 && v != CAP_PROBE && v < CAP_LIMIT && c.kept.load(SeqCst) >= v).then(|| v + 1)
+        });
     }
 
     /// Takes the most recently pooled live connection of `slot`.
@@ -669,6 +769,7 @@ impl Reuse {
             reused: false,
             fresh: false,
             waiting: false,
+            capped: false,
         };
         // (Claiming this child's row first reclaims those of dead children.)
         let Some(row) = self.row() else { return lease };
@@ -685,13 +786,19 @@ impl Reuse {
             return lease;
         }
         if let Some(conn) = self.pop_idle(slot) {
+            self.shared.classes[slot].reuses.fetch_add(1, SeqCst);
             lease.keep = true;
             lease.reused = true;
             lease.pooled = Some(conn);
-        } else if self.shared.classes[slot].fresh.load(SeqCst) == 0 && self.reserve(slot) {
+        } else if self.shared.classes[slot].fresh.load(SeqCst) == 0 && self.cooled(slot) {
             // (While fresh connections are in flight, the application may
-            // be short of processes: no new connection is kept then.)
-            lease.keep = true;
+            // be short of processes: no new connection is kept then; nor
+            // for a while after a request waited for a process.)
+            match self.reserve(slot) {
+                Reserved::Kept => lease.keep = true,
+                Reserved::Full => lease.capped = true,
+                Reserved::No => {}
+            }
         }
         lease
     }
@@ -814,7 +921,7 @@ impl Reuse {
             match ask_values(&addr, PROBE_TIMEOUT, peer) {
                 Ok(v) => {
                     let n = v.max_conns.min(CAP_LIMIT);
-                    let _ = c.cap.compare_exchange(CAP_PROBE, n, SeqCst, SeqCst);
+                    c.set_announced(n);
                     if v.mpxs {
                         let reqs = if v.max_reqs == 0 {
                             super::mux::DEFAULT_MAX_REQS
@@ -833,7 +940,8 @@ impl Reuse {
                         ));
                     } else {
                         report(format!(
-                            "FastCGI: {target} answers FCGI_MAX_CONNS={n}: up to {n} connection(s) kept for reuse"
+                            "FastCGI: {target} answers FCGI_MAX_CONNS={n}: {n} connection(s) kept for reuse to start \
+                             with, more while requests find processes to spare"
                         ));
                     }
                 }
@@ -841,9 +949,10 @@ impl Reuse {
                 Err(ProbeError::Unreachable) => c.probe_after.store(unix_now() + 5, SeqCst),
                 // It does not answer management records: keep one.
                 Err(ProbeError::NoAnswer) => {
-                    let _ = c.cap.compare_exchange(CAP_PROBE, 1, SeqCst, SeqCst);
+                    c.set_announced(1);
                     report(format!(
-                        "FastCGI: {target} did not answer FCGI_GET_VALUES within {} ms: 1 connection kept for reuse",
+                        "FastCGI: {target} did not answer FCGI_GET_VALUES within {} ms: 1 connection kept for \
+                         reuse to start with, more while requests find processes to spare",
                         PROBE_TIMEOUT.as_millis()
                     ));
                 }
@@ -976,15 +1085,31 @@ impl Lease {
     /// A fresh connection was made for this request (it may sit in the
     /// listen backlog until [`Lease::answered`]). Returns whether the
     /// caller should report [`Lease::waiting`] if no answer comes within
-    /// [`WAIT_MARK`]: only while connections are kept somewhere (only they
+    /// [`WAIT_MARK`]: only while other requests keep connections (only they
     /// can hold a process the request waits for; otherwise the timer would
     /// be a wasted wake-up per request under saturation).
+    ///
+    /// When `cap` is the application's process count and that many
+    /// connections are kept (this one not among them), every process is
+    /// held by one: the request is known to wait, and says so at once
+    /// instead of after [`WAIT_MARK`] (issue 11: a request of a child
+    /// without an idle connection of its own, at as many clients as
+    /// processes).
     pub fn connected_fresh(&mut self) -> bool {
         if !self.fresh {
             self.fresh = true;
             self.reuse.count_fresh(self.slot, true);
         }
-        self.reuse.shared.kept(self.slot) > 0
+        let c = &self.reuse.shared.classes[self.slot];
+        let kept = c.kept.load(SeqCst);
+        if !self.keep && kept > 0 && c.exact.load(SeqCst) == 1 && kept >= c.cap.load(SeqCst) {
+            self.waiting();
+            return false;
+        }
+        // (Connections kept by others: this request's own reservation
+        // cannot hold the process it waits for. Counting it made the first
+        // request of a slow application "wait", which then stopped keeping.)
+        kept > u32::from(self.keep)
     }
 
     /// No answer [`WAIT_MARK`] after a fresh connection: the request waits
@@ -1002,13 +1127,27 @@ impl Lease {
     /// turned keeping off (for one log line).
     pub fn stop_keeping(&mut self) -> bool {
         let c = &self.reuse.shared.classes[self.slot];
+        c.announced.store(0, SeqCst);
         let was = c.cap.swap(0, SeqCst);
         self.reuse.drop_idle(self.slot);
         was != 0 && was != CAP_PROBE
     }
 
     /// The application's first byte arrived: the request no longer waits.
+    /// A request that was not kept only because `cap` connections were, and
+    /// was answered without waiting, shows that the application has a
+    /// process to spare: `cap` grows by one (for a capacity that was asked
+    /// for; a wait makes it shrink again).
     pub fn answered(&mut self) {
+        if self.capped && self.fresh && !self.waiting {
+            self.reuse.learn_more(self.slot);
+        }
+        self.capped = false;
+        self.settle();
+    }
+
+    /// No longer counted as fresh or waiting.
+    fn settle(&mut self) {
         if self.fresh {
             self.fresh = false;
             self.reuse.count_fresh(self.slot, false);
@@ -1022,7 +1161,7 @@ impl Lease {
     /// The request is over: `conn` goes back to the pool when `reusable`
     /// (and kept), otherwise it is closed.
     pub fn finish(mut self, conn: AppConn, reusable: bool) {
-        self.answered();
+        self.settle();
         if self.keep && reusable {
             self.keep = false; // the pool owns the count now
             self.reuse.give_back(self.slot, conn);
@@ -1032,7 +1171,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.answered();
+        self.settle();
         if self.keep {
             self.pooled = None;
             self.reuse.count_kept(self.slot, false);
@@ -1351,6 +1490,144 @@ mod tests {
 
     // Issue 11: when every kept connection is open, a request does not wait
     // for one to come back (that stalled requests 20 ms at a time).
+    // Issue 11: after a wait, no new connection is kept for COOL_DOWN_MS
+    // (kept ones are still used); without it, reuse flapped under steady
+    // saturation, a keep and a wait behind it every time the backlog drained.
+    #[test]
+    fn no_new_keeps_for_a_while_after_a_wait() {
+        let (reuse, slot, _) = setup(Cap::Fixed(4));
+        let (c1, _a1) = pair();
+        let l1 = reuse.lease(slot);
+        assert!(l1.keep());
+        l1.finish(c1, true);
+        let mut w = reuse.lease(slot);
+        let c1 = w.take_pooled().expect("the idle one");
+        let mut f = reuse.lease(slot);
+        assert!(f.keep(), "nobody waited yet: a second one may be kept");
+        drop(f);
+        let mut late = reuse.lease(slot);
+        late.connected_fresh();
+        late.waiting();
+        late.answered();
+        drop(late);
+        w.finish(c1, true);
+        assert_eq!(reuse.shared().counts(slot), (4, 1, 1, 0));
+        f = reuse.lease(slot);
+        assert!(f.reused(), "kept connections are still used");
+        let c1 = f.take_pooled().unwrap();
+        let g = reuse.lease(slot);
+        assert!(!g.keep(), "but none is added during the cool-down");
+        drop(g);
+        std::thread::sleep(Duration::from_millis(COOL_DOWN_MS + 20));
+        let g = reuse.lease(slot);
+        assert!(g.keep(), "after it, keeping resumes");
+        f.finish(c1, true);
+        drop(g);
+        assert_eq!(reuse.shared().counts(slot), (4, 1, 1, 0));
+    }
+
+    // Issue 11: with a static application's process count as the cap and
+    // every process held by a kept connection, a fresh connection is known to
+    // wait: it says so at once (the reapers close idle connections now, not
+    // after WAIT_MARK). Not so for a cap that is not a process count.
+    #[test]
+    fn a_fresh_connection_behind_every_process_waits_at_once() {
+        for (cap, at_once) in [(Cap::Processes(2), true), (Cap::Fixed(2), false)] {
+            let (reuse, slot, _) = setup(cap);
+            let (c1, _a1) = pair();
+            let (l1, l2) = (reuse.lease(slot), reuse.lease(slot));
+            assert!(l1.keep() && l2.keep());
+            l1.finish(c1, true); // one idle, one busy: both processes held
+            let mut other = reuse.lease(slot);
+            let pooled = other.take_pooled().expect("the idle one");
+            other.finish(pooled, true);
+            // A request in a child without an idle connection of its own
+            // (here: the pool is emptied by hand to play that child).
+            let idle = std::mem::take(&mut *reuse.pool(slot));
+            let mut fresh = Lease {
+                reuse,
+                slot,
+                keep: false,
+                pooled: None,
+                reused: false,
+                fresh: false,
+                waiting: false,
+                capped: false,
+            };
+            let timer = fresh.connected_fresh();
+            assert_eq!(reuse.shared().counts(slot).3, u32::from(at_once), "{cap:?}");
+            assert_eq!(timer, !at_once, "{cap:?}: the timer only when the wait is not known");
+            *reuse.pool(slot) = idle;
+            drop(fresh);
+            drop(l2);
+            reuse.drop_idle(slot);
+            assert_eq!(reuse.shared().counts(slot), (2, 0, 0, 0), "{cap:?}");
+        }
+    }
+
+    // Issue 11: an application that announced 1 connection (libfcgi says 1
+    // per process, however many processes share the socket) gets one more
+    // kept whenever a request that found every kept connection in use is
+    // answered on a fresh one without waiting; a wait takes one back, down
+    // to the announced number. A configured or process-count cap is not
+    // learnt.
+    #[test]
+    fn an_announced_capacity_is_learnt_upwards_and_back() {
+        let (reuse, slot, _) = setup(Cap::Probe);
+        reuse.shared().classes[slot].set_announced(1);
+        let cap = || reuse.shared().counts(slot).0;
+        // One kept, busy; the next request finds the cap reached.
+        let mut k1 = reuse.lease(slot);
+        assert!(k1.keep());
+        k1.connected_fresh();
+        k1.answered();
+        let mut f = reuse.lease(slot);
+        assert!(!f.keep() && f.capped);
+        f.connected_fresh();
+        f.answered(); // no wait: a second process exists
+        assert_eq!(cap(), 2);
+        drop(f);
+        let mut k2 = reuse.lease(slot);
+        assert!(k2.keep(), "a second connection is kept");
+        k2.connected_fresh();
+        k2.answered();
+        // A capped request that had to wait proves nothing (and the wait
+        // takes one back).
+        let mut g = reuse.lease(slot);
+        assert!(g.capped);
+        g.connected_fresh();
+        g.waiting();
+        g.answered();
+        assert_eq!(cap(), 1, "the wait took one back");
+        drop(g);
+        let mut h = reuse.lease(slot);
+        h.connected_fresh();
+        h.waiting();
+        assert_eq!(cap(), 1, "never below what was announced");
+        drop((h, k1, k2));
+        // Stopped keeping (an application that does not serve kept
+        // connections): nothing is learnt from 0.
+        let mut s = reuse.lease(slot);
+        assert!(s.stop_keeping() || cap() == 0);
+        s.connected_fresh();
+        s.answered();
+        assert_eq!(cap(), 0);
+        drop(s);
+        // Configured capacities are never learnt.
+        for fixed in [Cap::Fixed(1), Cap::Processes(1)] {
+            let (reuse, slot, _) = setup(fixed);
+            let mut k = reuse.lease(slot);
+            k.connected_fresh();
+            k.answered();
+            let mut f = reuse.lease(slot);
+            assert!(f.capped);
+            f.connected_fresh();
+            f.answered();
+            assert_eq!(reuse.shared().counts(slot).0, 1, "{fixed:?}");
+            drop((k, f));
+        }
+    }
+
     #[test]
     fn all_kept_busy_means_a_plain_connection_at_once() {
         let (reuse, slot, _) = setup(Cap::Fixed(1));
@@ -1395,6 +1672,8 @@ mod tests {
         assert_eq!(shared.counts(slot).3, 1);
         assert_eq!(shared.classes[slot].fresh.load(SeqCst), 1);
         let me: &'static Reuse = Box::leak(Box::new(Reuse::new(shared)));
+        // (Its wait started a cool-down; this test is about the counts.)
+        shared.classes[slot].cool_until.store(0, SeqCst);
         assert!(me.lease(slot).keep()); // claims a row, reclaiming the dead one
         assert_eq!(shared.counts(slot), (3, 0, 0, 0));
         assert_eq!(shared.classes[slot].fresh.load(SeqCst), 0);

@@ -191,7 +191,7 @@ pub fn retained_pm_start() -> &'static AtomicU64 {
 /// restart or DSO reload through its address in httpd's retained data.
 pub fn reuse_table(create: bool) -> Option<&'static crate::gateway::reuse::Shared> {
     // The key names the table's layout (see retained_pm).
-    retained_shared(c"mod_fastcgi:reuse/4", create)
+    retained_shared(c"mod_fastcgi:reuse/5", create)
 }
 
 /// The spool accounting table (`FastCgiSpoolTotal`), like [`reuse_table`].

@@ -309,6 +309,11 @@ pub struct Row {
     pub app: AppStats,
     /// Connections kept open to the application (connection reuse).
     pub kept: u32,
+    /// Requests that took an idle kept connection, and requests that
+    /// reported waiting for a process while connections were kept
+    /// (`gateway::reuse`), since the application got its reuse slot.
+    pub reuses: u64,
+    pub waits: u64,
     /// An external server with several backends (issue 14): each one.
     pub backends: Vec<BackendRow>,
 }
@@ -360,6 +365,14 @@ pub fn write(state: Option<&ConfigState>, r: &mut Request, format: Format) {
                 Some(t) => slots.iter().flatten().map(|&s| t.kept(s)).sum(),
                 None => 0,
             };
+            let (reuses, waits) = match shared {
+                Some(t) => slots
+                    .iter()
+                    .flatten()
+                    .map(|&s| t.reuse_counts(s))
+                    .fold((0, 0), |(a, b), (x, y)| (a + x, b + y)),
+                None => (0, 0),
+            };
             let backends = match shared {
                 Some(t) if addrs.len() > 1 => addrs
                     .iter()
@@ -377,7 +390,13 @@ pub fn write(state: Option<&ConfigState>, r: &mut Request, format: Format) {
                     .collect(),
                 _ => Vec::new(),
             };
-            Row { app, kept, backends }
+            Row {
+                app,
+                kept,
+                reuses,
+                waits,
+                backends,
+            }
         })
         .collect();
     let text = match format {
@@ -410,7 +429,9 @@ pub fn auto_lines(rows: &[Row]) -> String {
              FastCgiApp[{n}]Restarts: {}\n\
              FastCgiApp[{n}]Address: {}\n\
              FastCgiApp[{n}]KeptConns: {}\n\
-             FastCgiApp[{n}]AvgWaitMicros: {}\n",
+             FastCgiApp[{n}]AvgWaitMicros: {}\n\
+             FastCgiApp[{n}]KeptConnReuses: {}\n\
+             FastCgiApp[{n}]BacklogWaits: {}\n",
             one_line(&a.path),
             a.kind.name(),
             a.processes,
@@ -421,6 +442,8 @@ pub fn auto_lines(rows: &[Row]) -> String {
             one_line(&a.addr),
             row.kept,
             a.avg_wait_us(),
+            row.reuses,
+            row.waits,
         );
         for (m, b) in row.backends.iter().enumerate() {
             let _ = write!(
@@ -570,6 +593,8 @@ mod tests {
                 wait_us: 1000,
             },
             kept: 4,
+            reuses: 70,
+            waits: 2,
             backends: Vec::new(),
         }
     }
@@ -622,7 +647,7 @@ mod tests {
         ];
         let text = auto_lines(&rows);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 20);
+        assert_eq!(lines.len(), 24);
         assert_eq!(
             &lines[..7],
             &[
@@ -638,9 +663,11 @@ mod tests {
         // 1000 µs over 10 finished requests.
         assert_eq!(lines[9], "FastCgiApp[0]AvgWaitMicros: 100");
         assert_eq!(lines[8], "FastCgiApp[0]KeptConns: 4");
+        assert_eq!(lines[10], "FastCgiApp[0]KeptConnReuses: 70");
+        assert_eq!(lines[11], "FastCgiApp[0]BacklogWaits: 2");
         // A newline in a path cannot forge a line.
-        assert_eq!(lines[10], "FastCgiApp[1]Name: /srv/b?X: 1");
-        assert_eq!(lines[11], "FastCgiApp[1]Type: external");
+        assert_eq!(lines[12], "FastCgiApp[1]Name: /srv/b?X: 1");
+        assert_eq!(lines[13], "FastCgiApp[1]Type: external");
         assert_eq!(auto_lines(&[]), "");
     }
 

@@ -543,7 +543,7 @@ fn publish_reuse(cfg: &ConfigState) {
         let (addrs, cap) = match server {
             Server::Static(st) => (
                 vec![st.connect_addr()],
-                Cap::Fixed(st.opts.keep_conn.unwrap_or(st.processes)),
+                st.opts.keep_conn.map_or(Cap::Processes(st.processes), Cap::Fixed),
             ),
             Server::External(ext) => (ext.addrs.clone(), ext.opts.keep_conn.map_or(Cap::Probe, Cap::Fixed)),
         };

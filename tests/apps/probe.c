@@ -6,6 +6,7 @@
  * Usage:  probe                         listen socket on fd 0 (started by a process manager)
  *         probe --socket /path/app.sock  open a unix socket itself (FCGX_OpenSocket)
  *         probe --port 127.0.0.1:9000    open a TCP socket itself (FCGX_OpenSocket)
+ *         ... --processes N              N processes accepting on that socket (forked)
  *
  * Single-threaded FCGX_Accept_r loop.  The behaviour of each request is selected by
  * QUERY_STRING `mode=` (default `env`, or the process environment variable
@@ -407,6 +408,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "probe: FCGX_Init failed\n");
         return 2;
     }
+    int processes = 1;
+    if (argc == 5 && strcmp(argv[3], "--processes") == 0) {
+        processes = atoi(argv[4]);
+        if (processes < 1 || processes > 64) {
+            fprintf(stderr, "probe: --processes wants 1 to 64\n");
+            return 2;
+        }
+        argc = 3;
+    }
     if (argc == 3 && (strcmp(argv[1], "--socket") == 0 || strcmp(argv[1], "--port") == 0)) {
         sock = FCGX_OpenSocket(argv[2], 128);
         if (sock < 0) {
@@ -414,8 +424,19 @@ int main(int argc, char **argv)
             return 2;
         }
     } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [--socket PATH | --port HOST:PORT]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--socket PATH | --port HOST:PORT [--processes N]]\n", argv[0]);
         return 2;
+    }
+    /* --processes N: N processes accept on the one socket (as a process manager
+     * would start them); each still answers FCGI_MAX_CONNS=1, as libfcgi does. */
+    for (int i = 1; i < processes; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "probe: fork: %s\n", strerror(errno));
+            return 2;
+        }
+        if (pid == 0)
+            break;
     }
     fprintf(stderr, "probe: pid %ld ready\n", (long)getpid());
     fflush(stderr);
