@@ -868,6 +868,11 @@ pub fn serve_with(
         Err(err) if !client_left => counted.exchange_failed(err),
         Err(_) => {}
     }
+    // The request is no longer busy before its response goes out: a client
+    // that has its answer must not find it counted still (a graceful
+    // restart right after it kept a removed application's row, busy, for
+    // the next configuration pass: tests/status.rs, seen under prefork).
+    drop(counted);
     // A backend that took the connection but never answered is down too
     // (only with several backends).
     if let Err(err) = &result {
