@@ -80,6 +80,10 @@ pub const STALL_AFTER: Duration = Duration::from_secs(1);
 /// behind them waited for the wait mark and closed them again (at 32 clients
 /// and 4 processes about one request in nine waited; issue 11).
 pub const COOL_DOWN_MS: u64 = 250;
+/// The cool-down doubles, up to this, while the first wait after each one
+/// comes within its length of its end (saturation goes on: each new kept
+/// connection would only make requests wait again).
+pub const COOL_DOWN_MAX_MS: u64 = 4000;
 /// How long the `FCGI_GET_VALUES` question may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// The `cap` of a class whose capacity is still to be asked for.
@@ -103,6 +107,8 @@ pub struct ClassSlot {
     /// [`crate::sys::mono_ms`] before which no new connection is kept
     /// ([`COOL_DOWN_MS`] after the latest wait).
     cool_until: AtomicU64,
+    /// The length of the current cool-down (0: [`COOL_DOWN_MS`]).
+    cool_ms: AtomicU64,
     /// The capacity the application announced (`FCGI_MAX_CONNS`, or 1),
     /// when `cap` was asked for: then `cap` is learnt upwards from there
     /// (see [`Lease::answered`]); 0 when `cap` is configured.
@@ -158,6 +164,27 @@ pub struct ClassSlot {
 }
 
 impl ClassSlot {
+    /// A request waited at `now`: no new keeps for a while. The first wait
+    /// after a cool-down ended, within that cool-down's length of its end,
+    /// doubles the next one (up to [`COOL_DOWN_MAX_MS`]); a later one starts
+    /// again from [`COOL_DOWN_MS`]. Waits during a cool-down extend it.
+    fn cool_down(&self, now: u64) {
+        let until = self.cool_until.load(SeqCst);
+        let mut len = match self.cool_ms.load(SeqCst) {
+            0 => COOL_DOWN_MS,
+            n => n,
+        };
+        if now >= until {
+            len = if until != 0 && now < until + len {
+                (len * 2).min(COOL_DOWN_MAX_MS)
+            } else {
+                COOL_DOWN_MS
+            };
+            self.cool_ms.store(len, SeqCst);
+        }
+        self.cool_until.fetch_max(now + len, SeqCst);
+    }
+
     /// The application answered (or not) how many connections it serves:
     /// `cap` starts there and is learnt upwards (see [`Reuse::learn_more`]).
     fn set_announced(&self, n: u32) {
@@ -307,6 +334,7 @@ impl Shared {
             c.waits.store(0, SeqCst);
             c.exact.store(0, SeqCst);
             c.cool_until.store(0, SeqCst);
+            c.cool_ms.store(0, SeqCst);
             c.announced.store(0, SeqCst);
             if c.key.compare_exchange(key, 0, SeqCst, SeqCst).is_ok() {
                 freed += 1;
@@ -677,7 +705,7 @@ impl Reuse {
         self.count(slot, up, |r| &r.waiting, Some(&c.waiting));
         if up {
             c.waits.fetch_add(1, SeqCst);
-            c.cool_until.fetch_max(crate::sys::mono_ms() + COOL_DOWN_MS, SeqCst);
+            c.cool_down(crate::sys::mono_ms());
             // A learnt capacity was too high (or the application is
             // saturated): one less, down to what the application announced.
             let floor = c.announced.load(SeqCst);
@@ -1626,6 +1654,34 @@ mod tests {
             assert_eq!(reuse.shared().counts(slot).0, 1, "{fixed:?}");
             drop((k, f));
         }
+    }
+
+    // Issue 11: under lasting saturation each cool-down ends with a new
+    // kept connection and a wait behind it; the cool-down doubles then, so
+    // that reuse tries less and less often, and starts short again once
+    // waits stop.
+    #[test]
+    fn cool_downs_double_while_saturation_lasts() {
+        let (reuse, slot, _) = setup(Cap::Fixed(4));
+        let c = &reuse.shared().classes[slot];
+        let t0 = 1_000_000;
+        c.cool_down(t0);
+        assert_eq!(c.cool_until.load(SeqCst), t0 + COOL_DOWN_MS);
+        c.cool_down(t0 + 10); // during it: extended, not doubled
+        assert_eq!(c.cool_until.load(SeqCst), t0 + 10 + COOL_DOWN_MS);
+        let mut end = t0 + 10 + COOL_DOWN_MS;
+        let mut len = COOL_DOWN_MS;
+        for _ in 0..6 {
+            // The first wait soon after the end: twice as long.
+            c.cool_down(end + 5);
+            len = (len * 2).min(COOL_DOWN_MAX_MS);
+            assert_eq!(c.cool_until.load(SeqCst), end + 5 + len);
+            end += 5 + len;
+        }
+        assert_eq!(len, COOL_DOWN_MAX_MS);
+        // Long after the last one: short again.
+        c.cool_down(end + 10 * COOL_DOWN_MAX_MS);
+        assert_eq!(c.cool_until.load(SeqCst), end + 10 * COOL_DOWN_MAX_MS + COOL_DOWN_MS);
     }
 
     #[test]
