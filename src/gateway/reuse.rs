@@ -789,16 +789,7 @@ impl Reuse {
     /// What a request to `slot` starts with: a pooled connection, or the
     /// right to keep a new one, or neither.
     pub fn lease(&'static self, slot: usize) -> Lease {
-        let mut lease = Lease {
-            reuse: self,
-            slot,
-            keep: false,
-            pooled: None,
-            reused: false,
-            fresh: false,
-            waiting: false,
-            capped: false,
-        };
+        let mut lease = Lease::plain(self, slot);
         // (Claiming this child's row first reclaims those of dead children.)
         let Some(row) = self.row() else { return lease };
         // While anyone waits for a process, the application is saturated:
@@ -1095,6 +1086,20 @@ pub fn ask_values(addr: &AppAddr, timeout: Duration, peer: PeerCheck) -> Result<
 }
 
 impl Lease {
+    /// A lease with nothing: no pooled connection, no right to keep.
+    fn plain(reuse: &'static Reuse, slot: usize) -> Lease {
+        Lease {
+            reuse,
+            slot,
+            keep: false,
+            pooled: None,
+            reused: false,
+            fresh: false,
+            waiting: false,
+            capped: false,
+        }
+    }
+
     /// Whether `FCGI_KEEP_CONN` is to be sent.
     pub fn keep(&self) -> bool {
         self.keep
@@ -1572,16 +1577,7 @@ mod tests {
             // A request in a child without an idle connection of its own
             // (here: the pool is emptied by hand to play that child).
             let idle = std::mem::take(&mut *reuse.pool(slot));
-            let mut fresh = Lease {
-                reuse,
-                slot,
-                keep: false,
-                pooled: None,
-                reused: false,
-                fresh: false,
-                waiting: false,
-                capped: false,
-            };
+            let mut fresh = Lease::plain(reuse, slot);
             let timer = fresh.connected_fresh();
             assert_eq!(reuse.shared().counts(slot).3, u32::from(at_once), "{cap:?}");
             assert_eq!(timer, !at_once, "{cap:?}: the timer only when the wait is not known");
@@ -1591,6 +1587,12 @@ mod tests {
             reuse.drop_idle(slot);
             assert_eq!(reuse.shared().counts(slot), (2, 0, 0, 0), "{cap:?}");
         }
+    }
+
+    /// A request on a fresh connection, answered before the wait mark.
+    fn answered_fresh(l: &mut Lease) {
+        l.connected_fresh();
+        l.answered();
     }
 
     // Issue 11: an application that announced 1 connection (libfcgi says 1
@@ -1607,18 +1609,15 @@ mod tests {
         // One kept, busy; the next request finds the cap reached.
         let mut k1 = reuse.lease(slot);
         assert!(k1.keep());
-        k1.connected_fresh();
-        k1.answered();
+        answered_fresh(&mut k1);
         let mut f = reuse.lease(slot);
         assert!(!f.keep() && f.capped);
-        f.connected_fresh();
-        f.answered(); // no wait: a second process exists
+        answered_fresh(&mut f); // no wait: a second process exists
         assert_eq!(cap(), 2);
         drop(f);
         let mut k2 = reuse.lease(slot);
         assert!(k2.keep(), "a second connection is kept");
-        k2.connected_fresh();
-        k2.answered();
+        answered_fresh(&mut k2);
         // A capped request that had to wait proves nothing (and the wait
         // takes one back).
         let mut g = reuse.lease(slot);
@@ -1637,20 +1636,17 @@ mod tests {
         // connections): nothing is learnt from 0.
         let mut s = reuse.lease(slot);
         assert!(s.stop_keeping() || cap() == 0);
-        s.connected_fresh();
-        s.answered();
+        answered_fresh(&mut s);
         assert_eq!(cap(), 0);
         drop(s);
         // Configured capacities are never learnt.
         for fixed in [Cap::Fixed(1), Cap::Processes(1)] {
             let (reuse, slot, _) = setup(fixed);
             let mut k = reuse.lease(slot);
-            k.connected_fresh();
-            k.answered();
+            answered_fresh(&mut k);
             let mut f = reuse.lease(slot);
             assert!(f.capped);
-            f.connected_fresh();
-            f.answered();
+            answered_fresh(&mut f);
             assert_eq!(reuse.shared().counts(slot).0, 1, "{fixed:?}");
             drop((k, f));
         }
