@@ -37,6 +37,18 @@ fn keepalive_gets(apache: &Apache, path: &str, n: usize) -> Vec<Response> {
         .collect()
 }
 
+/// The number `key` of the first application in a `/server-status?auto` page.
+fn app0(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("FastCgiApp[0]{key}: ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}:\n{status}"))
+}
+
+/// mod_status's handler, for the tests that read the FastCGI counters.
+const STATUS_LOCATION: &str = "<Location /server-status>\n    SetHandler server-status\n</Location>";
+
 /// Error-log lines at level error or worse (ours or httpd's).
 fn error_lines(apache: &Apache, mark: usize) -> Vec<String> {
     apache
@@ -54,10 +66,9 @@ fn static_application_connections_are_kept_and_reused() {
     let apache = Apache::start(
         &ApacheConf::new()
             .root(dir.path())
-            .extra(
-                "FastCgiServer @HTDOCS@/keep/probe.fcgi -processes 2 -init-start-delay 0\n\
-                 <Location /server-status>\n    SetHandler server-status\n</Location>",
-            )
+            .extra(&format!(
+                "FastCgiServer @HTDOCS@/keep/probe.fcgi -processes 2 -init-start-delay 0\n{STATUS_LOCATION}"
+            ))
             .with_module("status"),
     );
     let mark = apache.log_mark();
@@ -71,16 +82,9 @@ fn static_application_connections_are_kept_and_reused() {
     // mod_status counts them: every request the application saw on a
     // connection it had served before took a kept connection.
     let status = apache.get("/server-status?auto").text();
-    let key = |k: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("FastCgiApp[0]{k}: ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k}:\n{status}"))
-    };
     let reused = seqs.iter().filter(|&&s| s > 1).count() as u64;
-    assert_eq!(key("KeptConnReuses"), reused, "{seqs:?}\n{status}");
-    assert_eq!(key("BacklogWaits"), 0, "one client never waits\n{status}");
+    assert_eq!(app0(&status, "KeptConnReuses"), reused, "{seqs:?}\n{status}");
+    assert_eq!(app0(&status, "BacklogWaits"), 0, "one client never waits\n{status}");
     // Every request still gets its own, complete environment.
     for r in &rs {
         assert_eq!(r.env_var("QUERY_STRING").as_deref(), Some("mode=env"));
@@ -254,8 +258,7 @@ fn more_connections_are_kept_when_an_external_application_has_processes_to_spare
             .root(dir.path())
             .log_level("info")
             .extra(&format!(
-                "FastCgiExternalServer @HTDOCS@/three.fcgi -socket {}\n\
-                 <Location /server-status>\n    SetHandler server-status\n</Location>",
+                "FastCgiExternalServer @HTDOCS@/three.fcgi -socket {}\n{STATUS_LOCATION}",
                 sock.display()
             ))
             .with_module("status"),
@@ -274,13 +277,6 @@ fn more_connections_are_kept_when_an_external_application_has_processes_to_spare
     );
     let apache_ref = &apache;
     let status = || apache.get("/server-status?auto").text();
-    let key = |status: &str, k: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("FastCgiApp[0]{k}: ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k}:\n{status}"))
-    };
     // Three clients at once (started together), each on its own keep-alive
     // connection, round after round until three connections are kept. (A
     // loaded machine may make a fresh request wait past the 1 ms mark, which
@@ -306,15 +302,15 @@ fn more_connections_are_kept_when_an_external_application_has_processes_to_spare
         thread::sleep(Duration::from_millis(300));
         round();
         rounds += 1;
-        kept = key(&status(), "KeptConns");
+        kept = app0(&status(), "KeptConns");
     }
     let status = status();
     eprintln!(
         "[{}] kept {kept} after {rounds} round(s), reuses {} of {} requests, waits {}",
         mpm().name(),
-        key(&status, "KeptConnReuses"),
-        key(&status, "Requests"),
-        key(&status, "BacklogWaits"),
+        app0(&status, "KeptConnReuses"),
+        app0(&status, "Requests"),
+        app0(&status, "BacklogWaits"),
     );
     assert!(kept >= 2, "more than the announced one connection kept:\n{status}");
     assert_eq!(error_lines(&apache, mark), Vec::<String>::new());

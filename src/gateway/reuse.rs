@@ -1521,8 +1521,6 @@ mod tests {
         assert!(!b.connected_fresh());
     }
 
-    // Issue 11: when every kept connection is open, a request does not wait
-    // for one to come back (that stalled requests 20 ms at a time).
     // Issue 11: after a wait, no new connection is kept for COOL_DOWN_MS
     // (kept ones are still used); without it, reuse flapped under steady
     // saturation, a keep and a wait behind it every time the backlog drained.
@@ -1680,6 +1678,8 @@ mod tests {
         assert_eq!(c.cool_until.load(SeqCst), end + 10 * COOL_DOWN_MAX_MS + COOL_DOWN_MS);
     }
 
+    // Issue 11: when every kept connection is open, a request does not wait
+    // for one to come back (that stalled requests 20 ms at a time).
     #[test]
     fn all_kept_busy_means_a_plain_connection_at_once() {
         let (reuse, slot, _) = setup(Cap::Fixed(1));

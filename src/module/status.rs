@@ -361,17 +361,13 @@ pub fn write(state: Option<&ConfigState>, r: &mut Request, format: Format) {
             };
             let shared = reuse.map(|r| r.shared());
             let slots: Vec<Option<usize>> = addrs.iter().map(|a| shared.and_then(|t| t.find(a))).collect();
-            let kept = match shared {
-                Some(t) => slots.iter().flatten().map(|&s| t.kept(s)).sum(),
-                None => 0,
-            };
-            let (reuses, waits) = match shared {
-                Some(t) => slots
-                    .iter()
-                    .flatten()
-                    .map(|&s| t.reuse_counts(s))
-                    .fold((0, 0), |(a, b), (x, y)| (a + x, b + y)),
-                None => (0, 0),
+            // Summed over the server's addresses (backends).
+            let (kept, reuses, waits) = match shared {
+                Some(t) => slots.iter().flatten().fold((0, 0, 0), |(k, r, w), &s| {
+                    let (sr, sw) = t.reuse_counts(s);
+                    (k + t.kept(s), r + sr, w + sw)
+                }),
+                None => (0, 0, 0),
             };
             let backends = match shared {
                 Some(t) if addrs.len() > 1 => addrs
