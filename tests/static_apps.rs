@@ -44,6 +44,10 @@ fn seed_app(dir: &TestDir) -> PathBuf {
 // Helpers: processes
 // ---------------------------------------------------------------------------------------
 
+fn pgrp_of(pid: i32) -> i32 {
+    stat_fields(pid).get(2).and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
 fn session_of(pid: i32) -> i32 {
     stat_fields(pid).get(3).and_then(|v| v.parse().ok()).unwrap_or(-1)
 }
@@ -119,16 +123,32 @@ fn pm_starts_instances_as_www_data_on_an_ipc_socket() {
     let (pm, apps) = wait_class(&apache, &app, 3, &[], Duration::from_secs(10));
     eprintln!("fcgi-pm {pm}, instances {apps:?}\n{}", ps_tree(&apache));
 
-    // The PM: a child of the httpd parent, www-data, its own session.
+    // The PM: a child of the httpd parent, www-data, leading its own process
+    // group (reaped as one after a restart) in httpd's session — a session
+    // of its own would be a scheduler autogroup of its own, which made small
+    // requests 15 % slower (issue 11). The applications stay in both.
     assert_eq!(ppid_of(pm), apache.pid(), "fcgi-pm's parent");
     assert!(pid_cmdline(pm).unwrap_or_default().contains("fcgi-pm"));
     assert_www(pm, "fcgi-pm");
     assert_eq!(
-        session_of(pm),
+        pgrp_of(pm),
         pm,
-        "fcgi-pm should lead its own session\n{}",
+        "fcgi-pm should lead its own process group\n{}",
         ps_tree(&apache)
     );
+    assert_eq!(
+        session_of(pm),
+        session_of(apache.pid()),
+        "fcgi-pm should stay in httpd's session (and autogroup)\n{}",
+        ps_tree(&apache)
+    );
+    for &a in &apps {
+        assert_eq!(
+            (pgrp_of(a), session_of(a)),
+            (pm, session_of(apache.pid())),
+            "instance {a}"
+        );
+    }
 
     // The IPC directory and the default socket name (md5 of the path).
     let ipc = dir.join("ipc");
