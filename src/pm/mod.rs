@@ -3,10 +3,10 @@
 //! the request handlers ask for.
 //!
 //! One long-lived process forked by the httpd parent (the glue — fork, privilege drop,
-//! `setsid`, other-child registration — lives outside this module). It survives graceful
-//! restarts: every httpd generation sends it its configuration over a control socket
-//! ([`msg`]) and it reconciles ([`table::Table::configure`]), keeping unchanged classes
-//! running (SG-6; legacy PM-12 restarted everything).
+//! its own process group, other-child registration — lives outside this module). It
+//! survives graceful restarts: every httpd generation sends it its configuration over a
+//! control socket ([`msg`]) and it reconciles ([`table::Table::configure`]), keeping
+//! unchanged classes running (SG-6; legacy PM-12 restarted everything).
 //!
 //! Structure:
 //! - [`spec`]: what the PM is told; [`msg`]: the control-channel codec (sans-IO);
