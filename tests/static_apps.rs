@@ -44,6 +44,11 @@ fn seed_app(dir: &TestDir) -> PathBuf {
 // Helpers: processes
 // ---------------------------------------------------------------------------------------
 
+/// The controlling terminal's device number (0: none).
+fn tty_of(pid: i32) -> i64 {
+    stat_fields(pid).get(4).and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
 fn pgrp_of(pid: i32) -> i32 {
     stat_fields(pid).get(2).and_then(|v| v.parse().ok()).unwrap_or(-1)
 }
@@ -208,6 +213,38 @@ fn pm_starts_instances_as_www_data_on_an_ipc_socket() {
             log_tail(&apache)
         );
     }
+}
+
+// Issue 11 kept the PM in httpd's session (a session of its own is a scheduler
+// autogroup of its own). A session of its own also left the applications without
+// httpd's controlling terminal, so the PM gives it up: with httpd in the foreground
+// of a terminal, no application (wrapped ones run as other users) may open
+// /dev/tty, read it or push input into it with TIOCSTI.
+#[test]
+fn applications_never_get_httpd_s_controlling_terminal() {
+    let dir = TestDir::new();
+    let app = probe_at(&dir, "tty/probe.fcgi");
+    let apache = Apache::start(
+        &conf_in(
+            &dir,
+            "FastCgiServer @HTDOCS@/tty/probe.fcgi -processes 2 -init-start-delay 0",
+        )
+        .with_tty(),
+    );
+    let (pm, apps) = wait_class(&apache, &app, 2, &[], Duration::from_secs(10));
+    assert_ne!(tty_of(apache.pid()), 0, "the test gave httpd a controlling terminal");
+    for p in std::iter::once(pm).chain(apps.iter().copied()) {
+        assert_eq!(
+            tty_of(p),
+            0,
+            "pid {p} (PM {pm}) has httpd's terminal\n{}",
+            ps_tree(&apache)
+        );
+        assert_eq!(session_of(p), session_of(apache.pid()), "pid {p}: httpd's session");
+    }
+    // And they serve.
+    let r = apache.get("/tty/probe.fcgi?mode=env");
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

@@ -239,6 +239,10 @@ fn fork_pm(cfg: PmConfig, previous: i32, wrapper: Option<std::path::PathBuf>) ->
         // of their own: 13 % fewer small requests per second and 12 µs more
         // CPU per request than in httpd's (issue 11, bench/RESULTS.md).
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        // What a session of its own also gave: no controlling terminal (httpd
+        // in the foreground of one), so that no application can open
+        // `/dev/tty`, read it or push input into it (TIOCSTI).
+        crate::sys::give_up_controlling_terminal();
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
         process::set_process_title("fcgi-pm");
         process::close_fds_except(&[2, pm_fd, req_fd]);

@@ -205,6 +205,22 @@ type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 
 /// Spawns `cmd` from a helper thread that lives as long as the test process, with
 /// `PR_SET_PDEATHSIG = SIGTERM` (the death signal follows the *thread* that forked).
+/// A new pseudo-terminal: its master side, and the path of its slave side.
+fn open_pty() -> (OwnedFd, std::ffi::CString) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt returns a new descriptor (or -1); grantpt, unlockpt and
+    // ptsname_r only read it and write into the buffer given with its length.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt: {}", io::Error::last_os_error());
+        let master = OwnedFd::from_raw_fd(m);
+        assert!(libc::grantpt(m) == 0 && libc::unlockpt(m) == 0, "grantpt/unlockpt");
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0, "ptsname_r");
+        (master, std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned())
+    }
+}
+
 fn spawn_guarded(mut cmd: Command) -> io::Result<Child> {
     static TX: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
@@ -509,6 +525,9 @@ pub struct ApacheConf {
     pub root: Option<PathBuf>,
     /// Extra environment for the apache2 process.
     pub env: Vec<(String, String)>,
+    /// Start apache2 as the leader of a new session whose controlling terminal is a
+    /// fresh pseudo-terminal (httpd in the foreground of a shell or `docker run -t`).
+    pub tty: bool,
 }
 
 impl Default for ApacheConf {
@@ -523,6 +542,7 @@ impl Default for ApacheConf {
             mpm_conf: None,
             root: None,
             env: Vec::new(),
+            tty: false,
         }
     }
 }
@@ -543,6 +563,11 @@ impl ApacheConf {
     }
     pub fn module_so(mut self, path: impl Into<PathBuf>) -> Self {
         self.module = Some(path.into());
+        self
+    }
+    /// See [`ApacheConf::tty`].
+    pub fn with_tty(mut self) -> Self {
+        self.tty = true;
         self
     }
     pub fn with_module(mut self, name: &str) -> Self {
@@ -670,6 +695,9 @@ pub struct Apache {
     conf: ApacheConf,
     startup: Duration,
     _dir: Option<TestDir>,
+    /// The pseudo-terminal's master side ([`ApacheConf::tty`]), open while apache2 runs
+    /// (closing it would hang the terminal up: SIGHUP to apache2).
+    _tty: Option<OwnedFd>,
 }
 
 impl Apache {
@@ -705,10 +733,33 @@ impl Apache {
                 .stdin(Stdio::null())
                 .stdout(stderr.try_clone().expect("dup"))
                 .stderr(stderr)
-                // Own process group: prefork's parent SIGTERMs its whole group on shutdown,
-                // which would otherwise include the test process.
-                .process_group(0)
                 .env("LANG", "C");
+            let tty = if conf.tty {
+                let (master, slave) = open_pty();
+                // SAFETY: between fork and exec the closure only makes async-signal-safe
+                // calls (setsid, open, ioctl, close) on a path prepared before the fork.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        // A new session (so also its own process group, see below),
+                        // then the terminal as its controlling terminal.
+                        if libc::setsid() < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+                        if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        libc::close(fd);
+                        Ok(())
+                    });
+                }
+                Some(master)
+            } else {
+                // Own process group: prefork's parent SIGTERMs its whole group on
+                // shutdown, which would otherwise include the test process.
+                cmd.process_group(0);
+                None
+            };
             for (k, v) in &conf.env {
                 cmd.env(k, v);
             }
@@ -740,6 +791,7 @@ impl Apache {
                     conf: conf.clone(),
                     startup,
                     _dir: dir,
+                    _tty: tty,
                 };
             }
             if exited.is_none() {
