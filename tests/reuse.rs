@@ -278,7 +278,7 @@ fn more_connections_are_kept_when_an_external_application_has_processes_to_spare
     let apache_ref = &apache;
     let status = || apache.get("/server-status?auto").text();
     // Three clients at once (started together), each on its own keep-alive
-    // connection, round after round until three connections are kept. (A
+    // connection, round after round until two connections are kept. (A
     // loaded machine may make a fresh request wait past the 1 ms mark, which
     // proves nothing and takes one back; the pause between rounds outlasts
     // the cool-down after such a wait.) Without learning, one stays kept.

@@ -44,19 +44,6 @@ fn seed_app(dir: &TestDir) -> PathBuf {
 // Helpers: processes
 // ---------------------------------------------------------------------------------------
 
-/// The controlling terminal's device number (0: none).
-fn tty_of(pid: i32) -> i64 {
-    stat_fields(pid).get(4).and_then(|v| v.parse().ok()).unwrap_or(-1)
-}
-
-fn pgrp_of(pid: i32) -> i32 {
-    stat_fields(pid).get(2).and_then(|v| v.parse().ok()).unwrap_or(-1)
-}
-
-fn session_of(pid: i32) -> i32 {
-    stat_fields(pid).get(3).and_then(|v| v.parse().ok()).unwrap_or(-1)
-}
-
 fn clk_tck() -> f64 {
     // SAFETY: sysconf has no memory effects.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -203,8 +203,6 @@ pub fn free_port() -> u16 {
 
 type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 
-/// Spawns `cmd` from a helper thread that lives as long as the test process, with
-/// `PR_SET_PDEATHSIG = SIGTERM` (the death signal follows the *thread* that forked).
 /// A new pseudo-terminal: its master side, and the path of its slave side.
 fn open_pty() -> (OwnedFd, std::ffi::CString) {
     use std::os::fd::FromRawFd;
@@ -221,6 +219,8 @@ fn open_pty() -> (OwnedFd, std::ffi::CString) {
     }
 }
 
+/// Spawns `cmd` from a helper thread that lives as long as the test process, with
+/// `PR_SET_PDEATHSIG = SIGTERM` (the death signal follows the *thread* that forked).
 fn spawn_guarded(mut cmd: Command) -> io::Result<Child> {
     static TX: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),

@@ -38,8 +38,27 @@ pub fn stat_fields(pid: i32) -> Vec<String> {
     }
 }
 
+/// Field `i` of /proc/<pid>/stat after the command name (0: state), as a number; -1
+/// if the process or the field is not there.
+fn stat_num(pid: i32, i: usize) -> i64 {
+    stat_fields(pid).get(i).and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
 pub fn ppid_of(pid: i32) -> i32 {
-    stat_fields(pid).get(1).and_then(|v| v.parse().ok()).unwrap_or(-1)
+    stat_num(pid, 1) as i32
+}
+
+pub fn pgrp_of(pid: i32) -> i32 {
+    stat_num(pid, 2) as i32
+}
+
+pub fn session_of(pid: i32) -> i32 {
+    stat_num(pid, 3) as i32
+}
+
+/// The controlling terminal's device number (0: none).
+pub fn tty_of(pid: i32) -> i64 {
+    stat_num(pid, 4)
 }
 
 /// (Uid line, Gid line) of /proc/<pid>/status as number lists.
